@@ -1,0 +1,50 @@
+# SARAi: `make demo` sets everything up and answers a bundled recording;
+# `make test` sets everything up and runs the test suite.
+
+VENV      ?= .venv
+PY        := $(VENV)/bin/python
+SARAI     := $(VENV)/bin/sarai
+SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Audio stack, speech for tests, PulseAudio test devices, a tray host for screenshots.
+APT_PACKAGES := espeak-ng sox libsndfile1 libportaudio2 pulseaudio pulseaudio-utils \
+                libasound2-plugins xvfb trayer imagemagick
+# llama-cpp-python compiles from source once (10–20 min on 2 cores); pip caches the wheel.
+# Portable CPU flags so a cached wheel never meets a CPU it was not built for.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+
+.PHONY: setup system venv models demo test lint clean
+
+setup: system venv models
+
+system:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing system packages:" $$missing; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	@echo "Installing SARAi and its dependencies (the first build of llama-cpp-python takes a while)…"
+	$(PY) -m pip install --progress-bar off -e '.[dev]'
+	touch $@
+
+models: venv
+	$(SARAI) setup
+
+demo: setup
+	$(SARAI) listen --input audio/data/hello.wav --output reply.wav
+	@echo "Spoken answers: reply.wav"
+
+test: setup
+	$(PY) -m pytest
+
+lint: venv
+	$(VENV)/bin/ruff check daemon audio routing models tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache reply.wav

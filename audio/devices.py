@@ -1,0 +1,217 @@
+"""Where audio comes from and goes to: the microphone, the speaker, or WAV files."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from audio.errors import AudioError
+from audio.pcm import SAMPLE_RATE, resample, write_wav
+
+log = logging.getLogger(__name__)
+
+
+class AudioSink(Protocol):
+    """Something SARAi speaks into."""
+
+    def play(self, samples: np.ndarray, sample_rate: int) -> None:
+        """Queue int16 mono audio; returns without waiting for it to be heard."""
+
+    def drain(self) -> None:
+        """Wait until everything queued has been played or stored."""
+
+    def close(self) -> None: ...
+
+
+class WavSink:
+    """Collects everything spoken and writes one WAV file on close."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._parts: list[np.ndarray] = []
+        self._rate: int | None = None
+
+    def play(self, samples: np.ndarray, sample_rate: int) -> None:
+        if self._rate is None:
+            self._rate = sample_rate
+        self._parts.append(resample(samples, sample_rate, self._rate))
+
+    def gap(self, seconds: float) -> None:
+        """Silence between answers to different utterances."""
+        if self._rate is not None:
+            self._parts.append(np.zeros(int(self._rate * seconds), dtype=np.int16))
+
+    def drain(self) -> None:
+        pass
+
+    @property
+    def samples(self) -> np.ndarray:
+        return np.concatenate(self._parts) if self._parts else np.zeros(0, np.int16)
+
+    def close(self) -> None:
+        write_wav(self.path, self.samples, self._rate or SAMPLE_RATE)
+
+
+def _sounddevice():
+    try:
+        import sounddevice as sd
+    except OSError as exc:  # PortAudio library missing
+        raise AudioError(f"audio system unavailable: {exc}") from exc
+    return sd
+
+
+def _check_device(sd, device: str | int | None, kind: str) -> None:
+    try:
+        sd.query_devices(device, kind=kind)
+    except (ValueError, sd.PortAudioError) as exc:
+        what = "microphone" if kind == "input" else "speaker"
+        name = f"'{device}'" if device is not None else "default"
+        raise AudioError(f"no {what} available ({name} {kind} device: {exc})") from exc
+
+
+class SpeakerSink:
+    """Plays audio on an output device from a background thread, in order."""
+
+    def __init__(self, device: str | int | None = None) -> None:
+        self._sd = _sounddevice()
+        _check_device(self._sd, device, "output")
+        self._device = device
+        self._queue: queue.Queue[tuple[np.ndarray, int] | None] = queue.Queue()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._stop_now = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="speaker", daemon=True)
+        self._thread.start()
+
+    @property
+    def playing(self) -> bool:
+        return not self._idle.is_set()
+
+    def play(self, samples: np.ndarray, sample_rate: int) -> None:
+        self._idle.clear()
+        self._queue.put((samples, sample_rate))
+
+    def stop(self) -> None:
+        """Drop whatever is queued or playing (barge-in)."""
+        self._stop_now.set()
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+
+    def drain(self) -> None:
+        self._queue.join()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        stream = None
+        rate = None
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                samples, sr = item
+                if self._stop_now.is_set():
+                    continue
+                if stream is None or sr != rate:
+                    if stream is not None:
+                        stream.close()
+                    stream = self._sd.OutputStream(
+                        samplerate=sr, channels=1, dtype="int16", device=self._device
+                    )
+                    stream.start()
+                    rate = sr
+                # Write in 50 ms blocks so stop() takes effect quickly.
+                block = max(1, sr // 20)
+                for i in range(0, len(samples), block):
+                    if self._stop_now.is_set():
+                        break
+                    stream.write(samples[i : i + block].reshape(-1, 1))
+            except Exception as exc:  # a device that vanished must not kill the thread
+                log.error("playback failed: %s", exc)
+                stream = None
+            finally:
+                self._queue.task_done()
+                if self._queue.unfinished_tasks == 0:
+                    self._stop_now.clear()
+                    self._idle.set()
+        if stream is not None:
+            stream.close()
+
+
+class MicSource:
+    """16 kHz mono int16 blocks from an input device, delivered through a queue.
+
+    The PortAudio callback only copies into the queue, so it never blocks.
+    """
+
+    def __init__(self, device: str | int | None = None, block_ms: int = 30) -> None:
+        self._sd = _sounddevice()
+        _check_device(self._sd, device, "input")
+        self._device = device
+        self._block_ms = block_ms
+        self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=1000)
+        self._stream = None
+        self._rate = SAMPLE_RATE
+        self.overflows = 0
+
+    def _callback(self, indata, frames, time_info, status) -> None:  # noqa: ARG002
+        if status.input_overflow:
+            self.overflows += 1
+        try:
+            self._queue.put_nowait(indata[:, 0].copy())
+        except queue.Full:
+            self.overflows += 1
+
+    def start(self) -> None:
+        sd = self._sd
+        for rate in (SAMPLE_RATE, None):
+            try:
+                if rate is None:
+                    info = sd.query_devices(self._device, kind="input")
+                    rate = int(info["default_samplerate"])
+                self._stream = sd.InputStream(
+                    samplerate=rate,
+                    channels=1,
+                    dtype="int16",
+                    blocksize=rate * self._block_ms // 1000,
+                    device=self._device,
+                    callback=self._callback,
+                )
+                self._stream.start()
+                self._rate = rate
+                return
+            except (sd.PortAudioError, ValueError) as exc:
+                last = exc
+        raise AudioError(f"cannot open the microphone: {last}")
+
+    def read(self, timeout: float = 0.5) -> np.ndarray | None:
+        """The next block as 16 kHz int16, or None if nothing arrived in time."""
+        try:
+            block = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        return resample(block, self._rate, SAMPLE_RATE)
+
+    def clear(self) -> None:
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.stop()
+            self._stream.close()
+            self._stream = None

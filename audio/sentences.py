@@ -1,0 +1,50 @@
+"""Splitting a stream of tokens into speakable pieces, so speech starts before the reply ends."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+
+# A sentence ends at . ! ? … (or their Spanish openers' partners) followed by whitespace,
+# or at a line break. Digits around a dot ("3.5") are not an end because no space follows.
+_END = re.compile(r"([.!?…]+[\"')\]]*)\s+|\n+")
+# Very long clauses are cut at a comma/semicolon so the first audio is not held back.
+_CLAUSE = re.compile(r"([,;:])\s+")
+_MAX_CLAUSE_CHARS = 90
+
+
+class SentenceSplitter:
+    """Feed text fragments, get complete sentences back."""
+
+    def __init__(self) -> None:
+        self._buf = ""
+
+    def feed(self, text: str) -> list[str]:
+        self._buf += text
+        out: list[str] = []
+        while True:
+            m = _END.search(self._buf)
+            if m is None:
+                m = _CLAUSE.search(self._buf) if len(self._buf) > _MAX_CLAUSE_CHARS else None
+                if m is None:
+                    break
+            piece, self._buf = self._buf[: m.end()].strip(), self._buf[m.end() :]
+            if _speakable(piece):
+                out.append(piece)
+        return out
+
+    def flush(self) -> list[str]:
+        piece, self._buf = self._buf.strip(), ""
+        return [piece] if _speakable(piece) else []
+
+
+def _speakable(text: str) -> bool:
+    return any(ch.isalnum() for ch in text)
+
+
+def sentences(chunks: Iterable[str]) -> Iterator[str]:
+    """Convenience: the sentences of a whole token stream."""
+    splitter = SentenceSplitter()
+    for chunk in chunks:
+        yield from splitter.feed(chunk)
+    yield from splitter.flush()

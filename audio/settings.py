@@ -1,0 +1,52 @@
+"""Settings for the audio stages, built once at start-up and passed in."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VadSettings(_Frozen):
+    """How webrtcvad cuts a stream of 16 kHz audio into utterances."""
+
+    aggressiveness: int = Field(2, ge=0, le=3, description="webrtcvad mode, 0 (lenient) to 3")
+    frame_ms: Literal[10, 20, 30] = 30
+    preroll_ms: int = Field(300, ge=0, le=2000, description="audio kept before speech starts")
+    start_speech_ms: int = Field(150, ge=10, description="voiced audio needed to open a turn")
+    min_speech_ms: int = Field(250, ge=10, description="shorter utterances are dropped as noise")
+    end_silence_ms: int = Field(700, ge=100, description="silence that closes a turn")
+    max_utterance_s: float = Field(30.0, gt=1.0, description="longer speech is cut here")
+
+
+class AsrSettings(_Frozen):
+    """Speech recognition with faster-whisper (CTranslate2)."""
+
+    language: str = Field("en", description="'en', 'es', … or 'auto' to detect per turn")
+    model_en: str = Field("whisper-tiny-en", description="model for English turns")
+    model_multilingual: str = Field("whisper-base", description="model for other languages")
+    beam_size: int = Field(1, ge=1, le=10)
+    threads: int = Field(2, ge=1)
+    compute_type: str = "int8"
+
+
+class TtsSettings(_Frozen):
+    """Speech synthesis with Piper."""
+
+    voice: str = Field("piper-joe-en", description="installed voice name or path to a .onnx")
+    length_scale: float = Field(1.0, gt=0.1, lt=5.0, description=">1 speaks slower")
+    sentence_silence_ms: int = Field(120, ge=0, le=2000)
+
+
+class AudioSettings(_Frozen):
+    """Everything the audio room needs."""
+
+    input_device: str | int | None = Field(None, description="sounddevice name/index; null = default")
+    output_device: str | int | None = None
+    vad: VadSettings = VadSettings()
+    asr: AsrSettings = AsrSettings()
+    tts: TtsSettings = TtsSettings()

@@ -1,0 +1,62 @@
+"""Building the parts of SARAi from one validated configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from audio.asr import Transcriber
+from audio.tts import Speaker
+from daemon.config import Config
+from daemon.paths import Paths
+from daemon.turn import Assistant
+from models import starter
+from models.registry import ModelRegistry
+from routing.router import Router
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every command starts from."""
+
+    config: Config
+    paths: Paths
+
+    @property
+    def models_dir(self) -> Path:
+        return (self.config.models_dir or self.paths.models_dir).expanduser()
+
+
+def _starter_or_path(name: str, root: Path, kind: starter.Kind) -> Path:
+    model = starter.CATALOGUE.get(name)
+    if model is not None and model.kind is kind:
+        return model.path(root)
+    return Path(name).expanduser()
+
+
+def asr_model_dirs(ctx: Context) -> dict[str, Path]:
+    asr = ctx.config.audio.asr
+    names = {asr.model_en, asr.model_multilingual}
+    return {n: _starter_or_path(n, ctx.models_dir, starter.Kind.ASR) for n in names}
+
+
+def voice_path(ctx: Context) -> Path:
+    return _starter_or_path(ctx.config.audio.tts.voice, ctx.models_dir, starter.Kind.TTS)
+
+
+def build_assistant(ctx: Context, *, hear: bool, speak: bool) -> Assistant:
+    """An Assistant with ASR (if it must hear) and a voice (if it must speak) loaded."""
+    cfg = ctx.config
+    transcriber = Transcriber(cfg.audio.asr, asr_model_dirs(ctx)) if hear else None
+    if transcriber is not None:
+        transcriber.preload()
+    speaker = Speaker(cfg.audio.tts, voice_path(ctx)) if speak else None
+    return Assistant(
+        system_prompt=cfg.assistant.system_prompt,
+        history_turns=cfg.assistant.history_turns,
+        registry=ModelRegistry(cfg.models, ctx.models_dir),
+        router=Router(cfg.routing),
+        transcriber=transcriber,
+        speaker=speaker,
+    )
+

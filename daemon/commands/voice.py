@@ -1,0 +1,167 @@
+"""`sarai listen`, `sarai ask` and `sarai run`: the voice turn from a file, text or the mic."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from audio.devices import MicSource, SpeakerSink, WavSink
+from audio.errors import AudioError
+from audio.pcm import SAMPLE_RATE, read_audio
+from audio.vad import UtteranceSegmenter
+from daemon.app import Context, build_assistant
+from daemon.report import format_turn
+from daemon.turn import Assistant, TurnRecord
+
+log = logging.getLogger(__name__)
+
+# Files are fed to the VAD in microphone-sized blocks so each turn starts as soon as its
+# utterance ends, exactly as it would live.
+_BLOCK = SAMPLE_RATE * 30 // 1000
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "listen",
+        help="answer every utterance in a recording",
+        description=(
+            "Find the utterances in a recording (WAV/FLAC/OGG, any rate or channel count), "
+            "answer each one and speak the answers into a WAV file or the speaker."
+        ),
+    )
+    p.add_argument("--input", "-i", type=Path, required=True, metavar="WAV", help="recording")
+    p.add_argument("--output", "-o", type=Path, metavar="WAV",
+                   help="write the spoken answers here (default: play them on the speaker)")
+    p.add_argument("--json", action="store_true", help="print one JSON turn record per line")
+    p.set_defaults(func=_listen)
+
+    p = sub.add_parser(
+        "ask",
+        help="ask a typed question; the answer is spoken and printed",
+        description="Answer a typed question with the tier the router picks.",
+    )
+    p.add_argument("text", help="the question")
+    p.add_argument("--no-speak", action="store_true", help="print the answer only")
+    p.add_argument("--output", "-o", type=Path, metavar="WAV",
+                   help="write the spoken answer here instead of playing it")
+    p.add_argument("--json", action="store_true", help="print the turn record as JSON")
+    p.set_defaults(func=_ask)
+
+    p = sub.add_parser(
+        "run",
+        help="listen on the microphone and answer aloud until interrupted",
+        description=(
+            "Hands-free: listen on the microphone, answer each utterance on the speaker. "
+            "Stop with Ctrl+C (or SIGTERM)."
+        ),
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON turn record per line")
+    p.add_argument("--max-turns", type=int, metavar="N", help="stop after N answered turns")
+    p.set_defaults(func=_run)
+
+
+def _emit(rec: TurnRecord, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(rec.as_dict(), ensure_ascii=False), flush=True)
+    else:
+        print(format_turn(rec) + "\n", flush=True)
+
+
+def _notice(assistant: Assistant) -> None:
+    note = assistant.registry.starter_notice()
+    if note:
+        print(f"sarai: {note}", file=sys.stderr, flush=True)
+
+
+def _listen(args: argparse.Namespace, ctx: Context) -> int:
+    pcm = read_audio(args.input)
+    assistant = build_assistant(ctx, hear=True, speak=True)
+    _notice(assistant)
+    assistant.registry.preload_pinned()
+    sink = WavSink(args.output) if args.output else SpeakerSink(ctx.config.audio.output_device)
+    seg = UtteranceSegmenter(ctx.config.audio.vad)
+    tail = np.zeros(SAMPLE_RATE * ctx.config.audio.vad.end_silence_ms // 1000 + _BLOCK, np.int16)
+    samples = np.concatenate([pcm.samples, tail])
+    turns = 0
+    try:
+        for i in range(0, len(samples), _BLOCK):
+            for utt in seg.push(samples[i : i + _BLOCK]):
+                if turns and isinstance(sink, WavSink):
+                    sink.gap(0.5)
+                rec = assistant.voice_turn(utt, sink)
+                turns += 1
+                _emit(rec, args.json)
+        for utt in seg.flush():
+            rec = assistant.voice_turn(utt, sink)
+            turns += 1
+            _emit(rec, args.json)
+        if turns == 0:
+            raise AudioError(f"no speech found in {args.input}")
+        sink.drain()
+    finally:
+        if turns:
+            sink.close()
+        assistant.registry.close()
+    if args.output and not args.json:
+        print(f"answers written to {args.output}")
+    return 0
+
+
+def _ask(args: argparse.Namespace, ctx: Context) -> int:
+    if not args.text.strip():
+        raise AudioError("nothing to ask: the question is empty")
+    speak = not args.no_speak
+    assistant = build_assistant(ctx, hear=False, speak=speak)
+    _notice(assistant)
+    sink = None
+    if speak:
+        sink = WavSink(args.output) if args.output else SpeakerSink(ctx.config.audio.output_device)
+    try:
+        rec = assistant.text_turn(args.text, sink)
+        if sink is not None:
+            sink.close()
+    finally:
+        assistant.registry.close()
+    if args.json:
+        _emit(rec, True)
+    else:
+        print(rec.reply if args.no_speak else format_turn(rec))
+    return 1 if rec.error else 0
+
+
+def _run(args: argparse.Namespace, ctx: Context) -> int:
+    audio = ctx.config.audio
+    mic = MicSource(audio.input_device, block_ms=audio.vad.frame_ms)
+    speaker = SpeakerSink(audio.output_device)
+    assistant = build_assistant(ctx, hear=True, speak=True)
+    _notice(assistant)
+    assistant.registry.preload_pinned()
+    seg = UtteranceSegmenter(audio.vad)
+    mic.start()
+    print("Listening… (Ctrl+C to stop)", file=sys.stderr, flush=True)
+    turns = 0
+    try:
+        while args.max_turns is None or turns < args.max_turns:
+            block = mic.read(timeout=0.5)
+            if block is None:
+                continue
+            for utt in seg.push(block):
+                rec = assistant.voice_turn(utt, speaker)
+                if rec.transcript.strip():
+                    turns += 1
+                    _emit(rec, args.json)
+                # Half duplex: what the microphone picked up while SARAi spoke is not a turn.
+                mic.clear()
+                seg.reset()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        mic.close()
+        speaker.close()
+        assistant.registry.close()
+    return 0

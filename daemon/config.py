@@ -1,0 +1,124 @@
+"""The one configuration file: loaded, merged over the shipped defaults and validated at start.
+
+Every error names the file, the line and the key, so a typo never surfaces later as a crash.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from audio.settings import AudioSettings
+from models.settings import ModelsSettings
+from routing.settings import RoutingSettings
+
+DEFAULT_CONFIG_TEXT = files("daemon").joinpath("data/default_config.yaml").read_text("utf-8")
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; str() is the message for the user."""
+
+
+class AssistantSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    system_prompt: str
+    history_turns: int = Field(4, ge=0, le=100)
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    models_dir: Path | None = None
+    assistant: AssistantSettings
+    audio: AudioSettings
+    routing: RoutingSettings
+    models: ModelsSettings
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """1-based line of the deepest node along `loc` in a composed YAML tree."""
+    node, line = root, None
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if k.value == str(key):
+                    node, line = v, k.start_mark.line + 1
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _parse(text: str, origin: str) -> tuple[dict[str, Any], yaml.Node | None]:
+    try:
+        data = yaml.safe_load(text)
+        tree = yaml.compose(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{origin}:{mark.line + 1}" if mark else origin
+        raise ConfigError(f"{where}: not valid YAML: {exc.problem or exc.context}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{origin}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}, tree
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}:1: the configuration must be a mapping of keys to values")
+    return data, tree
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(path: Path | None, *, required: bool = False) -> Config:
+    """Defaults, overlaid with the file at `path` if there is one, validated.
+
+    With `required`, a missing file is an error; otherwise it means "use the defaults".
+    """
+    defaults, default_tree = _parse(DEFAULT_CONFIG_TEXT, "default config")
+    user: dict[str, Any] = {}
+    user_tree = None
+    origin = "default config"
+    if path is not None:
+        if path.is_file():
+            try:
+                text = path.read_text("utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"{path}: cannot read: {exc}") from exc
+            user, user_tree = _parse(text, str(path))
+            origin = str(path)
+        elif required or path.exists():
+            raise ConfigError(f"{path}: no such configuration file")
+    try:
+        return Config.model_validate(_merge(defaults, user))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        line = _line_of(user_tree, loc)
+        where = f"{origin}:{line}" if line else (
+            origin if user_tree is not None else "default config"
+        )
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
+        raise ConfigError(f"{where}: {key}: {msg}{more}") from exc
+
+
+def dump_config(config: Config) -> str:
+    """The effective configuration as YAML."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,94 @@
+"""In-process inference with llama-cpp-python on a GGUF file."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from models.backend import CancelToken, Message
+from models.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+GGUF_MAGIC = b"GGUF"
+
+
+def check_gguf(path: Path) -> None:
+    """Raise ModelError with a plain reason unless `path` looks like a usable GGUF file."""
+    if not path.exists():
+        raise ModelError(f"model file not found: {path}")
+    if not path.is_file():
+        raise ModelError(f"model path is not a file: {path}")
+    with path.open("rb") as f:
+        head = f.read(8)
+    if head[:4] != GGUF_MAGIC:
+        raise ModelError(f"{path} is not a GGUF model file")
+    if path.stat().st_size < 1024:
+        raise ModelError(f"{path} is truncated ({path.stat().st_size} bytes)")
+
+
+class LlamaCppBackend:
+    """A GGUF model loaded with llama-cpp-python; streams chat completions."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        n_ctx: int = 2048,
+        threads: int | None = None,
+        n_batch: int = 512,
+        use_mmap: bool = True,
+    ) -> None:
+        check_gguf(path)
+        from llama_cpp import Llama
+
+        self.name = path.name
+        self.path = path
+        self.n_ctx = n_ctx
+        threads = threads or os.cpu_count() or 1
+        try:
+            self._llm = Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=threads,
+                n_threads_batch=threads,
+                n_batch=min(n_batch, n_ctx),
+                use_mmap=use_mmap,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelError(f"cannot load {path.name}: {exc}") from exc
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int,
+        temperature: float = 0.7,
+        cancel: CancelToken | None = None,
+    ) -> Iterator[str]:
+        try:
+            chunks = self._llm.create_chat_completion(
+                messages=[m.as_dict() for m in messages],
+                max_tokens=max_tokens,
+                temperature=temperature,
+                stream=True,
+            )
+            for chunk in chunks:
+                if cancel is not None and cancel.cancelled:
+                    # Closing the generator stops llama.cpp's decode loop.
+                    chunks.close()
+                    return
+                text = chunk["choices"][0]["delta"].get("content")
+                if text:
+                    yield text
+        except ValueError as exc:  # e.g. prompt longer than the context
+            raise ModelError(f"{self.name}: {exc}") from exc
+
+    def close(self) -> None:
+        llm = getattr(self, "_llm", None)
+        if llm is not None:
+            llm.close()
+            self._llm = None

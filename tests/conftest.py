@@ -1,0 +1,166 @@
+"""Shared fixtures: starter models, speech made with espeak-ng, PulseAudio test devices."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from daemon.paths import Paths
+from models import starter
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    """The starter models, installed once with the real installer (normally by `make setup`)."""
+    root = Paths.from_env().models_dir
+    missing = [n for n, m in starter.CATALOGUE.items() if not starter.is_installed(m, root)]
+    if missing:
+        starter.install(missing, root, progress=lambda line: print(line, file=sys.stderr))
+    return root
+
+
+@pytest.fixture(scope="session")
+def smollm2(models_dir: Path) -> Path:
+    return starter.CATALOGUE["smollm2-135m"].path(models_dir)
+
+
+@pytest.fixture(scope="session")
+def gemma(models_dir: Path) -> Path:
+    return starter.CATALOGUE["gemma3-270m"].path(models_dir)
+
+
+def espeak(text: str, path: Path, *, voice: str = "en-us", speed: int = 140) -> Path:
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text], check=True)
+    return path
+
+
+def speech(tmp: Path, parts: list[str], *, pause_s: float = 1.0, rate: int = 16000,
+           channels: int = 1, voice: str = "en-us", lead_s: float = 0.3) -> Path:
+    """A recording of `parts` spoken one after another with `pause_s` of silence between."""
+    chunks: list[np.ndarray] = []
+    sr = 22050
+    for i, text in enumerate(parts):
+        data, sr = sf.read(espeak(text, tmp / f"part{i}-{uuid.uuid4().hex[:6]}.wav", voice=voice))
+        loud = np.flatnonzero(np.abs(data) > 0.01)  # espeak pads with silence; pauses are ours
+        data = data[loud[0] : loud[-1] + 1]
+        if i:
+            chunks.append(np.zeros(int(sr * pause_s)))
+        chunks.append(data)
+    lead = np.zeros(int(sr * lead_s))
+    audio = np.concatenate([lead, *chunks, lead])
+    if rate != sr:
+        from audio.pcm import resample
+
+        audio = resample(audio.astype(np.float32), sr, rate)
+    if channels > 1:
+        audio = np.stack([audio] * channels, axis=1)
+    out = tmp / f"speech-{uuid.uuid4().hex[:8]}.wav"
+    sf.write(out, audio, rate, subtype="PCM_16")
+    return out
+
+
+@pytest.fixture
+def make_speech(tmp_path: Path):
+    def _make(parts: list[str], **kw) -> Path:
+        return speech(tmp_path, parts, **kw)
+
+    return _make
+
+
+@pytest.fixture
+def sarai_env(tmp_path: Path, models_dir: Path) -> dict[str, str]:
+    """Environment for running the `sarai` command: a clean config home, the shared models."""
+    env = dict(os.environ)
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "config")
+    env["XDG_STATE_HOME"] = str(tmp_path / "state")
+    env["XDG_DATA_HOME"] = str(models_dir.parent.parent)
+    env.pop("SARAI_CONFIG", None)
+    return env
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def sarai(sarai_env: dict[str, str]):
+    """Run the real `sarai` command in a subprocess."""
+
+    def _run(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> Result:
+        proc = subprocess.run(
+            [sys.executable, "-m", "daemon.cli", *args],
+            capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env or sarai_env,
+        )
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    return _run
+
+
+# --- PulseAudio: a null sink is "the room" (its monitor is the microphone), another is
+# --- the speaker (its monitor lets a test hear what SARAi said).
+
+
+@dataclass(frozen=True)
+class Pulse:
+    room: str
+    speaker: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"PULSE_SOURCE": f"{self.room}.monitor", "PULSE_SINK": self.speaker}
+
+    def play(self, wav: Path) -> subprocess.Popen:
+        return subprocess.Popen(["paplay", f"--device={self.room}", str(wav)])
+
+    def record_speaker(self, out: Path) -> subprocess.Popen:
+        return subprocess.Popen(
+            ["parecord", f"--device={self.speaker}.monitor", "--rate=16000", "--channels=1",
+             "--file-format=wav", str(out)]
+        )
+
+
+def _pactl(*args: str) -> str:
+    return subprocess.run(["pactl", *args], check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture(scope="session")
+def pulse() -> Iterator[Pulse]:
+    if shutil.which("pulseaudio") is None or shutil.which("pactl") is None:
+        pytest.fail("PulseAudio is not installed; run 'make setup'")
+    if subprocess.run(["pactl", "info"], capture_output=True).returncode != 0:
+        subprocess.run(["pulseaudio", "--daemonize=yes", "--exit-idle-time=-1",
+                        "--disallow-exit"], capture_output=True)
+        for _ in range(50):
+            if subprocess.run(["pactl", "info"], capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("could not start a PulseAudio server for the audio tests")
+    tag = uuid.uuid4().hex[:6]
+    room, spk = f"sarai_room_{tag}", f"sarai_speaker_{tag}"
+    mods = [
+        _pactl("load-module", "module-null-sink", f"sink_name={room}", "rate=16000",
+               "channels=1").strip(),
+        _pactl("load-module", "module-null-sink", f"sink_name={spk}").strip(),
+    ]
+    try:
+        yield Pulse(room, spk)
+    finally:
+        for m in mods:
+            subprocess.run(["pactl", "unload-module", m], capture_output=True)

@@ -1,0 +1,64 @@
+"""Real Whisper (faster-whisper) hears espeak-ng speech; real Piper speaks."""
+
+import numpy as np
+import pytest
+
+from audio.asr import Transcriber
+from audio.errors import AudioError
+from audio.pcm import read_audio
+from audio.settings import AsrSettings, TtsSettings
+from audio.tts import Speaker
+from models import starter
+
+
+@pytest.fixture(scope="module")
+def transcriber(models_dir):
+    dirs = {n: starter.CATALOGUE[n].path(models_dir) for n in ("whisper-tiny-en", "whisper-base")}
+    return Transcriber(AsrSettings(), dirs)
+
+
+@pytest.fixture(scope="module")
+def speaker(models_dir):
+    return Speaker(TtsSettings(), starter.CATALOGUE["piper-joe-en"].path(models_dir))
+
+
+def test_english_transcript_has_the_key_words(transcriber, make_speech):
+    wav = make_speech(["What is the capital of France?"])
+    tr = transcriber.transcribe(read_audio(wav).samples)
+    assert tr.model == "whisper-tiny-en"
+    text = tr.text.lower()
+    assert "capital" in text and "france" in text
+
+
+def test_spanish_uses_the_multilingual_model(transcriber, make_speech):
+    wav = make_speech(["¿Cuál es la capital de España?"], voice="es")
+    tr = transcriber.transcribe(read_audio(wav).samples, language="es")
+    assert tr.model == "whisper-base"
+    assert "capital" in tr.text.lower()
+
+
+def test_missing_asr_model_is_a_clear_error(tmp_path):
+    t = Transcriber(AsrSettings(), {"whisper-tiny-en": tmp_path / "none"})
+    with pytest.raises(AudioError, match="not installed.*sarai setup"):
+        t.transcribe(np.zeros(16000, np.int16))
+
+
+def test_piper_audio_is_speech_of_plausible_length(speaker):
+    text = "Hello, I am SARAi, and I am happy to help you today."
+    audio = speaker.synthesize(text)
+    seconds = len(audio) / speaker.sample_rate
+    assert 1.5 < seconds < 8.0  # about 12 words
+    assert np.sqrt(np.mean(audio.astype(np.float64) ** 2)) > 500  # not silent
+
+
+def test_piper_round_trip_through_whisper(speaker, transcriber):
+    from audio.pcm import SAMPLE_RATE, resample
+
+    audio = speaker.synthesize("The weather is sunny and warm.")
+    tr = transcriber.transcribe(resample(audio, speaker.sample_rate, SAMPLE_RATE))
+    assert "weather" in tr.text.lower()
+
+
+def test_missing_voice_is_a_clear_error(tmp_path):
+    with pytest.raises(AudioError, match="voice model not found"):
+        Speaker(TtsSettings(), tmp_path / "nope.onnx")

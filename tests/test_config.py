@@ -1,0 +1,79 @@
+"""One YAML file, validated at start; every mistake named with file, line and key."""
+
+from pathlib import Path
+
+import pytest
+
+from daemon.config import DEFAULT_CONFIG_TEXT, ConfigError, dump_config, load_config
+from models.settings import Residency, Tier
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "config.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_defaults_are_valid_and_have_four_tiers():
+    cfg = load_config(None)
+    for tier in Tier:
+        assert cfg.models.tier(tier).model
+    assert cfg.models.omni_fast.residency is Residency.PINNED
+    assert cfg.models.omni_quality.residency is Residency.TTL
+    assert cfg.models.omni_quality.ttl_s == 60
+    assert cfg.models.expert.backend == "ollama"
+
+
+def test_shipped_default_file_is_commented():
+    assert DEFAULT_CONFIG_TEXT.count("#") > 20
+
+
+def test_user_values_override_defaults_and_keep_the_rest(tmp_path):
+    cfg = load_config(write(tmp_path, "audio:\n  vad:\n    end_silence_ms: 900\n"))
+    assert cfg.audio.vad.end_silence_ms == 900
+    assert cfg.audio.vad.frame_ms == 30
+
+
+def test_missing_file_means_defaults_unless_required(tmp_path):
+    assert load_config(tmp_path / "absent.yaml").models.omni_fast.n_ctx == 2048
+    with pytest.raises(ConfigError, match="no such configuration file"):
+        load_config(tmp_path / "absent.yaml", required=True)
+
+
+def test_unknown_key_names_file_line_and_key(tmp_path):
+    p = write(tmp_path, "assistant:\n  history_turns: 2\naudio:\n  vad:\n    agressiveness: 2\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert str(e.value) == f"{p}:5: audio.vad.agressiveness: unknown key"
+
+
+def test_bad_value_names_file_line_and_key(tmp_path):
+    p = write(tmp_path, "models:\n  omni_fast:\n    residency: sometimes\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    msg = str(e.value)
+    assert msg.startswith(f"{p}:3: models.omni_fast.residency:")
+    assert "pinned" in msg
+
+
+def test_out_of_range_value(tmp_path):
+    p = write(tmp_path, "audio:\n  vad:\n    aggressiveness: 7\n")
+    with pytest.raises(ConfigError, match=r":3: audio\.vad\.aggressiveness: .*less than or equal"):
+        load_config(p)
+
+
+def test_yaml_syntax_error_has_a_line(tmp_path):
+    p = write(tmp_path, "audio:\n  vad: [1, 2\nrouting: {}\n")
+    with pytest.raises(ConfigError, match=rf"{p}:\d+: not valid YAML"):
+        load_config(p)
+
+
+def test_not_a_mapping(tmp_path):
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(write(tmp_path, "- just\n- a list\n"))
+
+
+def test_dump_round_trips(tmp_path):
+    cfg = load_config(None)
+    again = load_config(write(tmp_path, dump_config(cfg)))
+    assert again == cfg

@@ -1,0 +1,55 @@
+"""The real microphone path: PulseAudio null sinks stand in for the room and the speaker.
+
+A recording is played into the "room" sink, whose monitor is SARAi's microphone; SARAi's
+answer goes to the "speaker" sink, whose monitor the test records.
+"""
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+from audio.pcm import read_audio
+from conftest import REPO
+
+
+def test_run_hears_the_room_and_answers_into_the_speaker(pulse, sarai_env, make_speech, tmp_path):
+    env = {**sarai_env, **pulse.env}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daemon.cli", "run", "--json", "--max-turns", "1"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    err_lines: list[str] = []
+    ready = threading.Event()
+
+    def read_err():
+        for line in proc.stderr:
+            err_lines.append(line)
+            if "Listening" in line:
+                ready.set()
+
+    threading.Thread(target=read_err, daemon=True).start()
+    recording = tmp_path / "heard.wav"
+    rec = None
+    try:
+        assert ready.wait(180), "sarai run never started listening:\n" + "".join(err_lines)
+        rec = pulse.record_speaker(recording)
+        time.sleep(0.5)
+        pulse.play(make_speech(["Hello there, what is your name?"])).wait(30)
+        out, _ = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+        if rec is not None:
+            time.sleep(0.3)
+            rec.terminate()
+            rec.wait(10)
+    assert proc.returncode == 0, "".join(err_lines)
+    (turn,) = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert "name" in turn["transcript"].lower()
+    assert turn["reply"].strip()
+    assert {"asr", "ttft", "first_audio", "total"} <= turn["timings"].keys()
+    heard = read_audio(recording)
+    assert np.abs(heard.samples).max() > 3000, "nothing came out of the speaker"

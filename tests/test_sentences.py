@@ -1,0 +1,30 @@
+"""The token stream is cut into sentences as soon as each one is complete."""
+
+from audio.sentences import SentenceSplitter, sentences
+
+
+def test_sentence_is_emitted_when_the_next_one_starts():
+    sp = SentenceSplitter()
+    assert sp.feed("Hello there") == []
+    assert sp.feed(". How") == ["Hello there."]
+    assert sp.feed(" are you?") == []
+    assert sp.flush() == ["How are you?"]
+
+
+def test_numbers_and_abbreviation_dots_do_not_split():
+    assert list(sentences(["Pi is 3.14 roughly", ". Done"])) == ["Pi is 3.14 roughly.", "Done"]
+
+
+def test_spanish_and_newlines():
+    got = list(sentences(["¡Hola! ¿Qué tal", " estás?\nBien"]))
+    assert got == ["¡Hola!", "¿Qué tal estás?", "Bien"]
+
+
+def test_long_clause_is_cut_at_a_comma():
+    long = "This is a rather long opening clause that keeps going and going without end, "
+    got = SentenceSplitter().feed(long + "and then some more")
+    assert got and got[0].endswith(",")
+
+
+def test_punctuation_only_is_not_spoken():
+    assert list(sentences(["...", " ", "!!"])) == []
