@@ -48,12 +48,14 @@ def espeak(text: str, path: Path, *, voice: str = "en-us", speed: int = 140) -> 
 
 
 def speech(tmp: Path, parts: list[str], *, pause_s: float = 1.0, rate: int = 16000,
-           channels: int = 1, voice: str = "en-us", lead_s: float = 0.3) -> Path:
+           channels: int = 1, voice: str = "en-us", speed: int = 140,
+           lead_s: float = 0.3) -> Path:
     """A recording of `parts` spoken one after another with `pause_s` of silence between."""
     chunks: list[np.ndarray] = []
     sr = 22050
     for i, text in enumerate(parts):
-        data, sr = sf.read(espeak(text, tmp / f"part{i}-{uuid.uuid4().hex[:6]}.wav", voice=voice))
+        data, sr = sf.read(espeak(text, tmp / f"part{i}-{uuid.uuid4().hex[:6]}.wav", voice=voice,
+                                  speed=speed))
         loud = np.flatnonzero(np.abs(data) > 0.01)  # espeak pads with silence; pauses are ours
         data = data[loud[0] : loud[-1] + 1]
         if i:
@@ -120,10 +122,14 @@ def sarai(sarai_env: dict[str, str]):
 class Pulse:
     room: str
     speaker: str
+    server: str
 
     @property
     def env(self) -> dict[str, str]:
-        return {"PULSE_SOURCE": f"{self.room}.monitor", "PULSE_SINK": self.speaker}
+        # The server is named explicitly: tests give SARAi a fresh XDG_CONFIG_HOME, where
+        # libpulse would otherwise look for the way to reach it.
+        return {"PULSE_SOURCE": f"{self.room}.monitor", "PULSE_SINK": self.speaker,
+                "PULSE_SERVER": self.server}
 
     def play(self, wav: Path) -> subprocess.Popen:
         return subprocess.Popen(["paplay", f"--device={self.room}", str(wav)])
@@ -159,8 +165,11 @@ def pulse() -> Iterator[Pulse]:
                "channels=1").strip(),
         _pactl("load-module", "module-null-sink", f"sink_name={spk}").strip(),
     ]
+    info = _pactl("info")
+    server = next(line.split(":", 1)[1].strip() for line in info.splitlines()
+                  if line.startswith("Server String:"))
     try:
-        yield Pulse(room, spk)
+        yield Pulse(room, spk, f"unix:{server}" if server.startswith("/") else server)
     finally:
         for m in mods:
             subprocess.run(["pactl", "unload-module", m], capture_output=True)
