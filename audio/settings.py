@@ -45,7 +45,9 @@ class TtsSettings(_Frozen):
 class AudioSettings(_Frozen):
     """Everything the audio room needs."""
 
-    input_device: str | int | None = Field(None, description="sounddevice name/index; null = default")
+    input_device: str | int | None = Field(
+        None, description="sounddevice name/index; null = default"
+    )
     output_device: str | int | None = None
     vad: VadSettings = VadSettings()
     asr: AsrSettings = AsrSettings()

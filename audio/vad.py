@@ -50,8 +50,9 @@ class UtteranceSegmenter:
         self._vad = webrtcvad.Vad(settings.aggressiveness)
         self._frame_len = sample_rate * settings.frame_ms // 1000
         self._pending = np.zeros(0, dtype=np.int16)
-        self._preroll: deque[np.ndarray] = deque(maxlen=max(1, settings.preroll_ms // settings.frame_ms))
-        self._recent: deque[bool] = deque(maxlen=max(1, settings.start_speech_ms // settings.frame_ms))
+        fms = settings.frame_ms
+        self._preroll: deque[np.ndarray] = deque(maxlen=max(1, settings.preroll_ms // fms))
+        self._recent: deque[bool] = deque(maxlen=max(1, settings.start_speech_ms // fms))
         self._frames: list[np.ndarray] = []
         self._voiced = 0
         self._trailing_silence = 0

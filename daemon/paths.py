@@ -31,8 +31,9 @@ class Paths:
     def from_env(cls) -> Paths:
         runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/sarai-{os.getuid()}"
         config = os.environ.get("SARAI_CONFIG")
+        default_config = _xdg("XDG_CONFIG_HOME", ".config") / "sarai" / "config.yaml"
         return cls(
-            config_file=Path(config) if config else _xdg("XDG_CONFIG_HOME", ".config") / "sarai" / "config.yaml",
+            config_file=Path(config) if config else default_config,
             data_dir=_xdg("XDG_DATA_HOME", ".local/share") / "sarai",
             state_dir=_xdg("XDG_STATE_HOME", ".local/state") / "sarai",
             runtime_dir=Path(runtime) / "sarai",

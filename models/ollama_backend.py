@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 
 from models.backend import CancelToken, Message
@@ -67,10 +68,12 @@ class OllamaBackend:
         except ModelError:
             raise
         except Exception as exc:
-            raise ModelUnavailable(f"Ollama model {self._model} at {self._host} failed: {exc}") from exc
+            raise ModelUnavailable(
+                f"Ollama model {self._model} at {self._host} failed: {exc}"
+            ) from exc
 
     def close(self) -> None:
-        try:  # keep_alive=0 asks Ollama to unload the model now
+        # keep_alive=0 asks Ollama to unload the model now; an unreachable server holds
+        # nothing of ours, so failing to reach it is fine.
+        with contextlib.suppress(Exception):
             self._client.generate(model=self._model, prompt="", keep_alive=0)
-        except Exception:  # an unreachable server holds nothing of ours
-            pass

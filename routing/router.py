@@ -54,7 +54,8 @@ class Router:
             reason = f"{words} words > {self._s.short_max_words} → omni_quality"
         elif signals.audio_s is not None and signals.audio_s > self._s.long_audio_s:
             tier = Tier.OMNI_QUALITY
-            reason = f"{signals.audio_s:.1f} s of speech > {self._s.long_audio_s:g} s → omni_quality"
+            limit = self._s.long_audio_s
+            reason = f"{signals.audio_s:.1f} s of speech > {limit:g} s → omni_quality"
         else:
             tier, reason = Tier.OMNI_FAST, f"short turn, {words} words → omni_fast"
         return Decision(tier, reason, scores, (time.perf_counter() - t0) * 1000)

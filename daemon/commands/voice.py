@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audio.devices import MicSource, SpeakerSink, WavSink
+from audio.devices import SpeakerSink, WavSink
 from audio.errors import AudioError
 from audio.pcm import SAMPLE_RATE, read_audio
 from audio.vad import UtteranceSegmenter
@@ -52,17 +52,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the turn record as JSON")
     p.set_defaults(func=_ask)
 
-    p = sub.add_parser(
-        "run",
-        help="listen on the microphone and answer aloud until interrupted",
-        description=(
-            "Hands-free: listen on the microphone, answer each utterance on the speaker. "
-            "Stop with Ctrl+C (or SIGTERM)."
-        ),
-    )
-    p.add_argument("--json", action="store_true", help="print one JSON turn record per line")
-    p.add_argument("--max-turns", type=int, metavar="N", help="stop after N answered turns")
-    p.set_defaults(func=_run)
 
 
 def _emit(rec: TurnRecord, as_json: bool) -> None:
@@ -133,35 +122,3 @@ def _ask(args: argparse.Namespace, ctx: Context) -> int:
         print(rec.reply if args.no_speak else format_turn(rec))
     return 1 if rec.error else 0
 
-
-def _run(args: argparse.Namespace, ctx: Context) -> int:
-    audio = ctx.config.audio
-    mic = MicSource(audio.input_device, block_ms=audio.vad.frame_ms)
-    speaker = SpeakerSink(audio.output_device)
-    assistant = build_assistant(ctx, hear=True, speak=True)
-    _notice(assistant)
-    assistant.registry.preload_pinned()
-    seg = UtteranceSegmenter(audio.vad)
-    mic.start()
-    print("Listening… (Ctrl+C to stop)", file=sys.stderr, flush=True)
-    turns = 0
-    try:
-        while args.max_turns is None or turns < args.max_turns:
-            block = mic.read(timeout=0.5)
-            if block is None:
-                continue
-            for utt in seg.push(block):
-                rec = assistant.voice_turn(utt, speaker)
-                if rec.transcript.strip():
-                    turns += 1
-                    _emit(rec, args.json)
-                # Half duplex: what the microphone picked up while SARAi spoke is not a turn.
-                mic.clear()
-                seg.reset()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        mic.close()
-        speaker.close()
-        assistant.registry.close()
-    return 0
