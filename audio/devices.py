@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -57,6 +59,50 @@ class WavSink:
         write_wav(self.path, self.samples, self._rate or SAMPLE_RATE)
 
 
+class HeldSink:
+    """Holds audio back until `release()`, then passes it on; `discard()` drops it.
+
+    Used for speculative turns: work starts at a short pause, but nothing is heard unless
+    the pause turns out to be the end of the turn.
+    """
+
+    def __init__(self, sink: AudioSink) -> None:
+        self._sink = sink
+        self._held: list[tuple[np.ndarray, int]] = []
+        self._lock = threading.Lock()
+        self._decided = threading.Event()
+        self._released = False
+
+    def play(self, samples: np.ndarray, sample_rate: int) -> None:
+        with self._lock:
+            if not self._released:
+                if not self._decided.is_set():
+                    self._held.append((samples, sample_rate))
+                return
+        self._sink.play(samples, sample_rate)
+
+    def release(self) -> None:
+        with self._lock:
+            self._released = True
+            held, self._held = self._held, []
+            self._decided.set()
+        for samples, rate in held:
+            self._sink.play(samples, rate)
+
+    def discard(self) -> None:
+        with self._lock:
+            self._held.clear()
+            self._decided.set()
+
+    def drain(self) -> None:
+        self._decided.wait()
+        if self._released:
+            self._sink.drain()
+
+    def close(self) -> None:
+        pass
+
+
 def _sounddevice():
     try:
         import sounddevice as sd
@@ -75,12 +121,24 @@ def _check_device(sd, device: str | int | None, kind: str) -> None:
 
 
 class SpeakerSink:
-    """Plays audio on an output device from a background thread, in order."""
+    """Plays audio on an output device from a background thread, in order.
 
-    def __init__(self, device: str | int | None = None) -> None:
+    `on_played(samples, rate)` sees every block as it is handed to the device (the echo
+    reference); `stop()` drops what is queued within one block (barge-in).
+    """
+
+    BLOCK_S = 0.02
+
+    def __init__(
+        self,
+        device: str | int | None = None,
+        on_played: Callable[[np.ndarray, int], None] | None = None,
+    ) -> None:
         self._sd = _sounddevice()
         _check_device(self._sd, device, "output")
         self._device = device
+        self._on_played = on_played
+        self.stopped_at: float | None = None
         self._queue: queue.Queue[tuple[np.ndarray, int] | None] = queue.Queue()
         self._idle = threading.Event()
         self._idle.set()
@@ -98,7 +156,8 @@ class SpeakerSink:
 
     def stop(self) -> None:
         """Drop whatever is queued or playing (barge-in)."""
-        self._stop_now.set()
+        if self.playing:
+            self._stop_now.set()
         while True:
             try:
                 self._queue.get_nowait()
@@ -127,16 +186,21 @@ class SpeakerSink:
                     if stream is not None:
                         stream.close()
                     stream = self._sd.OutputStream(
-                        samplerate=sr, channels=1, dtype="int16", device=self._device
+                        samplerate=sr, channels=1, dtype="int16", device=self._device,
+                        latency="low",
                     )
                     stream.start()
                     rate = sr
-                # Write in 50 ms blocks so stop() takes effect quickly.
-                block = max(1, sr // 20)
+                # Small blocks so stop() takes effect quickly.
+                block = max(1, int(sr * self.BLOCK_S))
                 for i in range(0, len(samples), block):
                     if self._stop_now.is_set():
+                        self.stopped_at = time.perf_counter()
                         break
-                    stream.write(samples[i : i + block].reshape(-1, 1))
+                    piece = samples[i : i + block]
+                    stream.write(piece.reshape(-1, 1))
+                    if self._on_played is not None:
+                        self._on_played(piece, sr)
             except Exception as exc:  # a device that vanished must not kill the thread
                 log.error("playback failed: %s", exc)
                 stream = None
@@ -195,6 +259,11 @@ class MicSource:
                 last = exc
         raise AudioError(f"cannot open the microphone: {last}")
 
+    @property
+    def alive(self) -> bool:
+        """False once the device stopped delivering (unplugged, server gone)."""
+        return self._stream is not None and bool(self._stream.active)
+
     def read(self, timeout: float = 0.5) -> np.ndarray | None:
         """The next block as 16 kHz int16, or None if nothing arrived in time."""
         try:
@@ -212,6 +281,9 @@ class MicSource:
 
     def close(self) -> None:
         if self._stream is not None:
-            self._stream.stop()
-            self._stream.close()
+            try:
+                self._stream.stop()
+                self._stream.close()
+            except self._sd.PortAudioError as exc:  # already gone with its device
+                log.debug("closing the microphone: %s", exc)
             self._stream = None

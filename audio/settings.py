@@ -38,6 +38,11 @@ class TtsSettings(_Frozen):
     """Speech synthesis with Piper."""
 
     voice: str = Field("piper-joe-en", description="installed voice name or path to a .onnx")
+    language: str = Field("en", description="the language `voice` speaks")
+    voices: dict[str, str] = Field(
+        default_factory=dict,
+        description="voice per language, e.g. {es: path/es_ES-x.onnx}; 'espeak' = espeak-ng",
+    )
     length_scale: float = Field(1.0, gt=0.1, lt=5.0, description=">1 speaks slower")
     sentence_silence_ms: int = Field(120, ge=0, le=2000)
 

@@ -1,17 +1,37 @@
-"""Speech synthesis with Piper, one sentence at a time."""
+"""Speech synthesis, one sentence at a time: Piper voices, espeak-ng where none is installed."""
 
 from __future__ import annotations
 
+import io
 import logging
+import shutil
+import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
+import soundfile as sf
 
 from audio.errors import AudioError
 from audio.settings import TtsSettings
 
 log = logging.getLogger(__name__)
+
+
+class Voice(Protocol):
+    """Anything that can say a sentence."""
+
+    name: str
+    sample_rate: int
+
+    def synthesize(self, text: str) -> np.ndarray:
+        """int16 mono audio at `sample_rate`, ending with a short pause (empty if nothing)."""
+
+
+def _pause(rate: int, ms: int) -> np.ndarray:
+    return np.zeros(rate * ms // 1000, dtype=np.int16)
 
 
 class Speaker:
@@ -32,6 +52,7 @@ class Speaker:
             raise AudioError(f"cannot load voice {voice_path.name}: {exc}") from exc
         self._syn = SynthesisConfig(length_scale=settings.length_scale)
         self._lock = threading.Lock()
+        self.name = voice_path.stem
         self.sample_rate: int = self._voice.config.sample_rate
 
     def synthesize(self, text: str) -> np.ndarray:
@@ -40,5 +61,64 @@ class Speaker:
             chunks = [c.audio_int16_array for c in self._voice.synthesize(text, self._syn)]
         if not chunks:
             return np.zeros(0, dtype=np.int16)
-        pause = np.zeros(self.sample_rate * self._s.sentence_silence_ms // 1000, dtype=np.int16)
-        return np.concatenate([*chunks, pause])
+        return np.concatenate([*chunks, _pause(self.sample_rate, self._s.sentence_silence_ms)])
+
+
+class EspeakVoice:
+    """espeak-ng through its command line: robotic, but it speaks almost every language."""
+
+    sample_rate = 22050
+
+    def __init__(self, settings: TtsSettings, language: str) -> None:
+        if shutil.which("espeak-ng") is None:
+            raise AudioError("espeak-ng is not installed; no voice for this language")
+        self._s = settings
+        self.language = language
+        self.name = f"espeak-ng:{language}"
+        speed = int(175 / settings.length_scale)
+        self._cmd = ["espeak-ng", "-v", language, "-s", str(speed), "--stdout"]
+
+    def synthesize(self, text: str) -> np.ndarray:
+        proc = subprocess.run([*self._cmd, text], capture_output=True, timeout=30)
+        if proc.returncode != 0 or not proc.stdout:
+            raise AudioError(f"espeak-ng failed: {proc.stderr.decode(errors='replace').strip()}")
+        data, rate = sf.read(io.BytesIO(proc.stdout), dtype="int16")
+        if rate != self.sample_rate:
+            from audio.pcm import resample
+
+            data = resample(data, rate, self.sample_rate)
+        return np.concatenate([data, _pause(self.sample_rate, self._s.sentence_silence_ms)])
+
+
+class VoiceBank:
+    """One voice per language, loaded on first use.
+
+    `resolve(name)` turns a configured voice name into a Piper .onnx path; a language with no
+    configured voice, or the name "espeak", gets espeak-ng.
+    """
+
+    def __init__(self, settings: TtsSettings, resolve: Callable[[str], Path]) -> None:
+        self._s = settings
+        self._resolve = resolve
+        self._voices: dict[str, Voice] = {}
+        self._lock = threading.Lock()
+
+    def _configured(self, language: str) -> str:
+        if language in self._s.voices:
+            return self._s.voices[language]
+        return self._s.voice if language == self._s.language else "espeak"
+
+    def voice(self, language: str | None = None) -> Voice:
+        lang = (language or self._s.language).split("-")[0]
+        with self._lock:
+            if lang not in self._voices:
+                name = self._configured(lang)
+                if name == "espeak":
+                    self._voices[lang] = EspeakVoice(self._s, lang)
+                else:
+                    self._voices[lang] = Speaker(self._s, self._resolve(name))
+                log.info("voice for %s: %s", lang, self._voices[lang].name)
+            return self._voices[lang]
+
+    def preload(self) -> None:
+        self.voice(None)

@@ -23,6 +23,13 @@ class VadState(StrEnum):
     SPEECH = "speech"
 
 
+class SegmentKind(StrEnum):
+    START = "start"  # speech began
+    PAUSE = "pause"  # a short pause: the utterance *may* be over (speculation can start)
+    RESUME = "resume"  # speech went on after a pause
+    END = "end"  # the utterance is over
+
+
 @dataclass(frozen=True)
 class Utterance:
     """One stretch of speech, with the audio that came just before it (pre-roll)."""
@@ -33,16 +40,26 @@ class Utterance:
     speech_ratio: float  # voiced frames / all frames in the utterance
     ended_at: float = field(default_factory=time.perf_counter)  # wall clock when it closed
     truncated: bool = False  # cut at max_utterance_s
+    # Wall clock when the last voiced frame arrived: "end of speech" for latency figures.
+    speech_end_at: float = field(default_factory=time.perf_counter)
 
     @property
     def duration_s(self) -> float:
         return len(self.samples) / SAMPLE_RATE
 
 
+@dataclass(frozen=True)
+class SegmentEvent:
+    kind: SegmentKind
+    utterance: Utterance | None = None  # END: the utterance; PAUSE: the speech so far
+
+
 class UtteranceSegmenter:
     """Stateful VAD: push audio in, get finished utterances out."""
 
-    def __init__(self, settings: VadSettings, sample_rate: int = SAMPLE_RATE) -> None:
+    def __init__(
+        self, settings: VadSettings, sample_rate: int = SAMPLE_RATE, pause_ms: int | None = None
+    ) -> None:
         if sample_rate not in (8000, 16000, 32000, 48000):
             raise ValueError(f"webrtcvad cannot run at {sample_rate} Hz")
         self._s = settings
@@ -58,6 +75,9 @@ class UtteranceSegmenter:
         self._trailing_silence = 0
         self._position = 0  # frames seen so far
         self._start_frame = 0
+        self._last_voiced_at = time.perf_counter()
+        self._pause_frames = (pause_ms // settings.frame_ms) if pause_ms else 0
+        self._events: list[SegmentEvent] = []
         self.state = VadState.SILENCE
 
     @property
@@ -69,18 +89,26 @@ class UtteranceSegmenter:
 
     def push(self, samples: np.ndarray) -> list[Utterance]:
         """Feed int16 mono audio; returns the utterances that closed within it."""
+        return [e.utterance for e in self.push_events(samples) if e.kind is SegmentKind.END]
+
+    def push_events(self, samples: np.ndarray) -> list[SegmentEvent]:
+        """Feed int16 mono audio; returns start/pause/resume/end events in order.
+
+        PAUSE comes once per pause, when the silence reaches `pause_ms` (if set), carrying
+        the speech so far, so work on it can start before the turn is certainly over.
+        """
         if samples.dtype != np.int16:
             raise TypeError("the segmenter takes int16 samples")
         buf = np.concatenate([self._pending, samples]) if len(self._pending) else samples
-        done: list[Utterance] = []
         n_frames = len(buf) // self._frame_len
         for i in range(n_frames):
             frame = buf[i * self._frame_len : (i + 1) * self._frame_len]
             utt = self._step(frame, self.is_speech(frame))
             if utt is not None:
-                done.append(utt)
+                self._events.append(SegmentEvent(SegmentKind.END, utt))
         self._pending = buf[n_frames * self._frame_len :].copy()
-        return done
+        events, self._events = self._events, []
+        return events
 
     def flush(self) -> list[Utterance]:
         """End of stream: close an utterance that is still open."""
@@ -88,6 +116,11 @@ class UtteranceSegmenter:
             utt = self._close(truncated=False)
             return [utt] if utt is not None else []
         return []
+
+    @property
+    def silence_ms(self) -> int:
+        """How long the current utterance has been silent (0 outside speech)."""
+        return self._trailing_silence * self._s.frame_ms if self.state is VadState.SPEECH else 0
 
     def reset(self) -> None:
         """Forget everything heard so far (used while SARAi itself is speaking)."""
@@ -113,41 +146,53 @@ class UtteranceSegmenter:
                 self._start_frame = self._position - len(self._recent)
                 self._preroll.clear()
                 self._recent.clear()
+                self._last_voiced_at = time.perf_counter()
+                self._events.append(SegmentEvent(SegmentKind.START))
             return None
 
         self._frames.append(frame)
         if voiced:
             self._voiced += 1
+            if self._pause_frames and self._trailing_silence >= self._pause_frames:
+                self._events.append(SegmentEvent(SegmentKind.RESUME))
             self._trailing_silence = 0
+            self._last_voiced_at = time.perf_counter()
         else:
             self._trailing_silence += 1
+            if self._pause_frames and self._trailing_silence == self._pause_frames:
+                partial = self._utterance(truncated=False)
+                if partial is not None:
+                    self._events.append(SegmentEvent(SegmentKind.PAUSE, partial))
         if self._trailing_silence * fms >= self._s.end_silence_ms:
             return self._close(truncated=False)
         if len(self._frames) * fms >= self._s.max_utterance_s * 1000:
             return self._close(truncated=True)
         return None
 
-    def _close(self, truncated: bool) -> Utterance | None:
+    def _utterance(self, truncated: bool) -> Utterance | None:
+        """The speech collected so far as an utterance (None if too short to count)."""
         fms = self._s.frame_ms
         # Keep a little of the closing silence so the last phoneme is not clipped.
         keep_tail = min(self._trailing_silence, max(1, 200 // fms))
         frames = self._frames[: len(self._frames) - self._trailing_silence + keep_tail]
-        voiced = self._voiced
-        end_frame = self._position - self._trailing_silence
+        if self._voiced * fms < self._s.min_speech_ms or not frames:
+            return None
+        return Utterance(
+            samples=np.concatenate(frames),
+            start_s=self._start_frame * fms / 1000,
+            end_s=(self._position - self._trailing_silence) * fms / 1000,
+            speech_ratio=self._voiced / len(frames),
+            truncated=truncated,
+            speech_end_at=self._last_voiced_at,
+        )
+
+    def _close(self, truncated: bool) -> Utterance | None:
+        utt = self._utterance(truncated)
         self._frames = []
         self._trailing_silence = 0
         self._voiced = 0
         self.state = VadState.SILENCE
-        if voiced * fms < self._s.min_speech_ms or not frames:
-            return None
-        samples = np.concatenate(frames)
-        return Utterance(
-            samples=samples,
-            start_s=self._start_frame * fms / 1000,
-            end_s=end_frame * fms / 1000,
-            speech_ratio=voiced / len(frames),
-            truncated=truncated,
-        )
+        return utt
 
 
 def split_utterances(samples: np.ndarray, settings: VadSettings) -> list[Utterance]:

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from audio.asr import Transcriber
-from audio.tts import Speaker
+from audio.tts import VoiceBank
 from daemon.config import Config
+from daemon.memory import Conversation
 from daemon.paths import Paths
 from daemon.turn import Assistant
 from models import starter
@@ -40,8 +41,11 @@ def asr_model_dirs(ctx: Context) -> dict[str, Path]:
     return {n: _starter_or_path(n, ctx.models_dir, starter.Kind.ASR) for n in names}
 
 
-def voice_path(ctx: Context) -> Path:
-    return _starter_or_path(ctx.config.audio.tts.voice, ctx.models_dir, starter.Kind.TTS)
+def voice_bank(ctx: Context) -> VoiceBank:
+    def resolve(name: str) -> Path:
+        return _starter_or_path(name, ctx.models_dir, starter.Kind.TTS)
+
+    return VoiceBank(ctx.config.audio.tts, resolve)
 
 
 def build_assistant(ctx: Context, *, hear: bool, speak: bool) -> Assistant:
@@ -50,13 +54,18 @@ def build_assistant(ctx: Context, *, hear: bool, speak: bool) -> Assistant:
     transcriber = Transcriber(cfg.audio.asr, asr_model_dirs(ctx)) if hear else None
     if transcriber is not None:
         transcriber.preload()
-    speaker = Speaker(cfg.audio.tts, voice_path(ctx)) if speak else None
+    voices = voice_bank(ctx) if speak else None
+    if voices is not None:
+        voices.preload()
+    language = cfg.audio.asr.language
     return Assistant(
         system_prompt=cfg.assistant.system_prompt,
-        history_turns=cfg.assistant.history_turns,
         registry=ModelRegistry(cfg.models, ctx.models_dir),
         router=Router(cfg.routing),
+        memory=Conversation(cfg.assistant.history_turns, cfg.assistant.history_tokens),
         transcriber=transcriber,
-        speaker=speaker,
+        voices=voices,
+        language="en" if language == "auto" else language,
+        filler=cfg.assistant.filler,
     )
 

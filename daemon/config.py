@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from audio.settings import AudioSettings
+from daemon.events import ListenMode
 from models.settings import ModelsSettings
 from routing.settings import RoutingSettings
 
@@ -28,6 +29,27 @@ class AssistantSettings(BaseModel):
 
     system_prompt: str
     history_turns: int = Field(4, ge=0, le=100)
+    history_tokens: int = Field(600, ge=0, description="token budget for remembered turns")
+    filler: dict[str, str] = Field(
+        default_factory=lambda: {"en": "One moment…", "es": "Un momento…"},
+        description="said while a model loads, per language",
+    )
+
+
+class ListenSettings(BaseModel):
+    """How the hands-free loop behaves."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: ListenMode = ListenMode.ALWAYS
+    wake_phrases: tuple[str, ...] = ("hey sarai", "oye sarai", "hola sarai", "ok sarai")
+    follow_up_s: float = Field(8.0, ge=0, description="after a wake-phrase turn, no phrase needed")
+    barge_in: bool = Field(True, description="speaking over SARAi stops it")
+    barge_in_min_rms: float = Field(300.0, ge=0, description="quieter echo residue is ignored")
+    speculate_pause_ms: int = Field(
+        240, ge=0, description="start on a turn at a pause this long; 0 = wait for the end"
+    )
+    device_retry_s: float = Field(3.0, gt=0, description="retry a missing microphone this often")
 
 
 class Config(BaseModel):
@@ -35,6 +57,7 @@ class Config(BaseModel):
 
     models_dir: Path | None = None
     assistant: AssistantSettings
+    listen: ListenSettings = ListenSettings()
     audio: AudioSettings
     routing: RoutingSettings
     models: ModelsSettings

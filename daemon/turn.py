@@ -1,24 +1,25 @@
 """One conversational turn: transcript → route → model → speech, every stage timed.
 
 Audio starts before the reply is complete: tokens go through a sentence splitter and each
-sentence is synthesised and queued on the sink while the model keeps generating.
+sentence is synthesised and queued on the sink while the model keeps generating. A turn can
+be cancelled at any point (barge-in, or a speculative start the user talked over).
 """
 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
-from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from audio.asr import Transcriber
 from audio.devices import AudioSink
 from audio.sentences import SentenceSplitter
-from audio.tts import Speaker
+from audio.tts import VoiceBank
 from audio.vad import Utterance
+from daemon.memory import Conversation, is_forget_request
+from daemon.speech import SpeechWorker
 from models.backend import CancelToken, Message
 from models.errors import ModelError
 from models.registry import ModelRegistry
@@ -27,6 +28,10 @@ from routing.fallback import candidates
 from routing.router import Router, TurnSignals
 
 log = logging.getLogger(__name__)
+
+LANGUAGE_NAMES = {"en": "English", "es": "Spanish", "fr": "French", "de": "German",
+                  "it": "Italian", "pt": "Portuguese", "ca": "Catalan"}
+_FORGOTTEN = {"en": "Done, I have forgotten that.", "es": "Hecho, lo he olvidado."}
 
 
 @dataclass
@@ -54,106 +59,141 @@ def _ms(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 1)
 
 
-class _SpeechWorker:
-    """Synthesises sentences in order on its own thread and queues them on the sink."""
-
-    def __init__(self, speaker: Speaker, sink: AudioSink, t0: float) -> None:
-        self._speaker = speaker
-        self._sink = sink
-        self._t0 = t0
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self.first_audio_ms: float | None = None
-        self.error: Exception | None = None
-        self._thread = threading.Thread(target=self._run, name="tts", daemon=True)
-        self._thread.start()
-
-    def say(self, sentence: str) -> None:
-        self._queue.put(sentence)
-
-    def finish(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-
-    def _run(self) -> None:
-        while (sentence := self._queue.get()) is not None:
-            if self.error is not None:
-                continue
-            try:
-                audio = self._speaker.synthesize(sentence)
-                if len(audio):
-                    self._sink.play(audio, self._speaker.sample_rate)
-                    if self.first_audio_ms is None:
-                        self.first_audio_ms = _ms(self._t0)
-            except Exception as exc:  # keep generating text even if speech fails
-                log.error("speech synthesis failed: %s", exc)
-                self.error = exc
-
-
 class Assistant:
-    """Answers turns with the configured tiers; keeps a short conversation history."""
+    """Answers turns with the configured tiers; keeps a short conversation memory."""
 
     def __init__(
         self,
         *,
         system_prompt: str,
-        history_turns: int,
         registry: ModelRegistry,
         router: Router,
+        memory: Conversation,
         transcriber: Transcriber | None = None,
-        speaker: Speaker | None = None,
+        voices: VoiceBank | None = None,
+        language: str = "en",
+        filler: dict[str, str] | None = None,
     ) -> None:
-        self._system = Message("system", system_prompt)
-        self._history: deque[tuple[Message, Message]] = deque(maxlen=history_turns or None)
-        self._keep_history = history_turns > 0
+        self._system = system_prompt
+        self.memory = memory
         self.registry = registry
         self.router = router
         self.transcriber = transcriber
-        self.speaker = speaker
+        self.voices = voices
+        self.language = language
+        self._filler = filler or {}
+        # Told (with the tier's name) before a model has to be loaded for a turn.
+        self.on_loading: Callable[[str], None] | None = None
 
     def forget(self) -> None:
-        self._history.clear()
+        self.memory.clear()
 
-    def voice_turn(self, utt: Utterance, sink: AudioSink | None) -> TurnRecord:
-        """Answer one utterance. Timings are measured from the moment speech ended."""
+    def remember(self, rec: TurnRecord) -> None:
+        """Keep a finished turn in the conversation memory."""
+        if rec.reply and rec.tier:
+            self.memory.add(rec.transcript, rec.reply, interrupted=rec.interrupted)
+
+    def transcribe(self, utt: Utterance) -> TurnRecord:
         if self.transcriber is None:
             raise RuntimeError("voice turns need a transcriber")
-        t0 = utt.ended_at
         t = time.perf_counter()
         tr = self.transcriber.transcribe(utt.samples)
         rec = TurnRecord(transcript=tr.text, language=tr.language, audio_s=round(utt.duration_s, 2))
         rec.timings["asr"] = _ms(t)
-        signals = TurnSignals(tr.text, audio_s=utt.duration_s, speech_ratio=utt.speech_ratio)
-        return self._answer(rec, signals, sink, t0)
+        return rec
 
-    def text_turn(self, text: str, sink: AudioSink | None) -> TurnRecord:
-        rec = TurnRecord(transcript=text, source="text")
-        return self._answer(rec, TurnSignals(text), sink, time.perf_counter())
+    def voice_turn(
+        self,
+        utt: Utterance,
+        sink: AudioSink | None,
+        cancel: CancelToken | None = None,
+        *,
+        remember: bool = True,
+        transcribed: TurnRecord | None = None,
+    ) -> TurnRecord:
+        """Answer one utterance. Timings are measured from the moment speech ended."""
+        rec = transcribed or self.transcribe(utt)
+        signals = TurnSignals(rec.transcript, audio_s=utt.duration_s,
+                              speech_ratio=utt.speech_ratio)
+        rec = self._answer(rec, signals, sink, utt.speech_end_at, cancel or CancelToken())
+        if remember:
+            self.remember(rec)
+        return rec
+
+    def text_turn(
+        self, text: str, sink: AudioSink | None, cancel: CancelToken | None = None
+    ) -> TurnRecord:
+        rec = TurnRecord(transcript=text, source="text", language=self.language)
+        rec = self._answer(rec, TurnSignals(text), sink, time.perf_counter(),
+                           cancel or CancelToken())
+        self.remember(rec)
+        return rec
+
+    def _messages(self, rec: TurnRecord) -> list[Message]:
+        system = self._system
+        lang = rec.language or self.language
+        if lang != "en":
+            name = LANGUAGE_NAMES.get(lang, lang)
+            system += f" The user is speaking {name}: answer only in {name}."
+        return [Message("system", system), *self.memory.messages(),
+                Message("user", rec.transcript)]
 
     def _answer(
-        self, rec: TurnRecord, signals: TurnSignals, sink: AudioSink | None, t0: float
+        self,
+        rec: TurnRecord,
+        signals: TurnSignals,
+        sink: AudioSink | None,
+        t0: float,
+        cancel: CancelToken,
     ) -> TurnRecord:
-        if not rec.transcript.strip():
-            rec.reason = "nothing recognisable was said"
-            rec.timings["total"] = _ms(t0)
-            return rec
+        lang = rec.language or self.language
+        speech = None
+        if sink is not None and self.voices is not None:
+            speech = SpeechWorker(self.voices.voice(lang), sink, t0, cancel)
+        try:
+            if not rec.transcript.strip():
+                rec.reason = "nothing recognisable was said"
+            elif is_forget_request(rec.transcript):
+                self.forget()
+                rec.reason = "forget request: conversation memory cleared"
+                rec.reply = _FORGOTTEN.get(lang, _FORGOTTEN["en"])
+                if speech is not None:
+                    speech.say(rec.reply)
+            else:
+                self._generate_reply(rec, signals, speech, t0, cancel)
+        finally:
+            if speech is not None:
+                speech.finish()
+                if not cancel.cancelled:
+                    sink.drain()
+                if speech.first_audio_ms is not None:
+                    rec.timings["first_audio"] = speech.first_audio_ms
+                if speech.error is not None and rec.error is None:
+                    rec.error = f"speech synthesis failed: {speech.error}"
+        if cancel.cancelled:
+            rec.interrupted = True
+        rec.timings["total"] = _ms(t0)
+        return rec
+
+    def _generate_reply(
+        self,
+        rec: TurnRecord,
+        signals: TurnSignals,
+        speech: SpeechWorker | None,
+        t0: float,
+        cancel: CancelToken,
+    ) -> None:
         t = time.perf_counter()
         decision = self.router.decide(signals)
         rec.timings["route"] = _ms(t)
         rec.tier, rec.reason = decision.tier.value, decision.reason
-
-        messages = [self._system]
-        for user, bot in self._history:
-            messages += [user, bot]
-        user_msg = Message("user", rec.transcript)
-        messages.append(user_msg)
-
-        speech = _SpeechWorker(self.speaker, sink, t0) if sink and self.speaker else None
+        messages = self._messages(rec)
         splitter = SentenceSplitter()
         reply: list[str] = []
         failures: list[str] = []
         for tier in candidates(decision.tier):
             try:
-                self._generate(tier, messages, rec, reply, splitter, speech, t0)
+                self._stream(tier, messages, rec, reply, splitter, speech, t0, cancel)
                 rec.tier = tier.value
                 break
             except ModelError as exc:
@@ -166,32 +206,28 @@ class Assistant:
             rec.error = "; ".join(failures) or "no tier could answer"
         if failures and not rec.error:
             rec.reason += f" (fell back to {rec.tier}: {failures[-1]})"
-        if speech is not None:
-            for s in splitter.flush():
-                speech.say(s)
-            speech.finish()
-            sink.drain()
-            if speech.first_audio_ms is not None:
-                rec.timings["first_audio"] = speech.first_audio_ms
-            if speech.error is not None and rec.error is None:
-                rec.error = f"speech synthesis failed: {speech.error}"
+        if speech is not None and not cancel.cancelled:
+            for sentence in splitter.flush():
+                speech.say(sentence)
         rec.reply = "".join(reply).strip()
-        rec.timings["total"] = _ms(t0)
-        if rec.reply and self._keep_history:
-            self._history.append((user_msg, Message("assistant", rec.reply)))
-        return rec
 
-    def _generate(
+    def _stream(
         self,
         tier: Tier,
         messages: list[Message],
         rec: TurnRecord,
         reply: list[str],
         splitter: SentenceSplitter,
-        speech: _SpeechWorker | None,
+        speech: SpeechWorker | None,
         t0: float,
+        cancel: CancelToken,
     ) -> None:
         if not self.registry.is_loaded(tier):
+            filler = self._filler.get(rec.language or self.language)
+            if speech is not None and filler:
+                speech.say(filler)  # so the wait for the load is not silent
+            if self.on_loading is not None:
+                self.on_loading(tier.value)
             t = time.perf_counter()
             backend = self.registry.backend(tier)
             rec.timings["model_load"] = _ms(t)
@@ -200,7 +236,7 @@ class Assistant:
         rec.model = self.registry.resolve(tier).model
         ts = self.registry.settings(tier)
         for chunk in backend.stream(
-            messages, max_tokens=ts.max_tokens, temperature=ts.temperature, cancel=CancelToken()
+            messages, max_tokens=ts.max_tokens, temperature=ts.temperature, cancel=cancel
         ):
             if not reply:
                 rec.timings["ttft"] = _ms(t0)
@@ -208,3 +244,5 @@ class Assistant:
             if speech is not None:
                 for sentence in splitter.feed(chunk):
                     speech.say(sentence)
+            if cancel.cancelled:
+                break

@@ -1,47 +1,84 @@
-"""The hands-free loop: microphone → VAD → turn → speaker, on its own thread.
+"""The hands-free loop: microphone → VAD → turn → speaker.
 
-It owns the microphone, the speaker and the segmenter; the Assistant does the turn itself.
-Everything observable (state changes, turns) is announced through `emit`, which the daemon
-fans out to the control API, the tray and the logs.
+Two kinds of threads: the capture thread reads the microphone, removes SARAi's own voice
+(echo gate), runs the VAD and decides when a turn starts, is spoken over or is over; each
+turn then runs on a thread of its own so listening never stops. Everything observable (state
+changes, turns) is announced through `emit`.
+
+Turn starts are speculative: at a short pause the turn begins (ASR, model) with its audio
+held back; if the user goes on, it is dropped, and if the pause becomes the end of the turn,
+the held audio is released at once. Talking over SARAi (barge-in) cancels the turn and stops
+playback; the new utterance is then answered.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from audio.devices import MicSource, SpeakerSink
+import numpy as np
+
+from audio.devices import HeldSink, MicSource, SpeakerSink
+from audio.echo import EchoGate
 from audio.errors import AudioError
 from audio.settings import AudioSettings
-from audio.vad import UtteranceSegmenter, VadState
+from audio.vad import SegmentKind, Utterance, UtteranceSegmenter, VadState
+from daemon.config import ListenSettings
 from daemon.events import Event, EventKind, ListenMode, State
 from daemon.turn import Assistant, TurnRecord
+from daemon.wake import match_wake
+from models.backend import CancelToken
 
 log = logging.getLogger(__name__)
 
 Emit = Callable[[Event], None]
+_WAKE_ACK = {"en": "Yes?", "es": "¿Sí?"}
+
+
+@dataclass
+class _Turn:
+    utterance: Utterance | None
+    cancel: CancelToken
+    sink: HeldSink | None  # set for a speculative turn until it is committed
+    thread: threading.Thread | None = None
+    committed: threading.Event = field(default_factory=threading.Event)
+    barge_in_onset: float | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
 
 
 class VoiceLoop:
     """Listens and answers until stopped. Thread-safe controls: mode, push, ask, forget."""
 
     def __init__(self, audio: AudioSettings, assistant: Assistant, emit: Emit,
-                 mode: ListenMode = ListenMode.ALWAYS, history_size: int = 50) -> None:
+                 mode: ListenMode | None = None, history_size: int = 50,
+                 listen: ListenSettings | None = None) -> None:
         self._audio = audio
+        self._listen = listen or ListenSettings()
         self.assistant = assistant
+        assistant.on_loading = self._on_loading
         self._emit = emit
-        self._mode = mode
+        self._mode = mode or self._listen.mode
         self._pushing = False
+        self._push_released = False
         self._state = State.IDLE
         self._history: deque[TurnRecord] = deque(maxlen=history_size)
         self._stop = threading.Event()
-        self._turn_lock = threading.Lock()
+        self._turn_lock = threading.Lock()  # one answer at a time
+        self._turn: _Turn | None = None
         self._thread: threading.Thread | None = None
         self._mic: MicSource | None = None
+        self._echo = EchoGate()
+        self._follow_up_until = 0.0
         self.speaker: SpeakerSink | None = None
         self.turns = 0
+        self.mic_errors = 0
 
     # --- observable state -------------------------------------------------------------
 
@@ -58,6 +95,9 @@ class VoiceLoop:
             self._state = state
             self._emit(Event(EventKind.STATE, {"state": state.value, "message": message}))
 
+    def _resting_state(self) -> State:
+        return State.MUTED if self._mode is ListenMode.MUTED else State.LISTENING
+
     def history(self) -> list[TurnRecord]:
         return list(self._history)
 
@@ -72,7 +112,10 @@ class VoiceLoop:
             self._set_state(State.LISTENING)
 
     def push(self, active: bool) -> None:
-        """Push-to-talk: in `push` mode only speech while pushed becomes a turn."""
+        """Push-to-talk: in `push` mode only speech while pushed becomes a turn, and
+        releasing ends the turn at once."""
+        if self._pushing and not active:
+            self._push_released = True
         self._pushing = active
 
     def forget(self) -> None:
@@ -86,21 +129,54 @@ class VoiceLoop:
             self._finish_turn(rec)
             return rec
 
+    def interrupt(self) -> bool:
+        """Stop the current answer (as barge-in does); True if there was one."""
+        turn = self._turn
+        if turn is None or not turn.running:
+            return False
+        turn.cancel.cancel()
+        if turn.sink is not None:
+            turn.sink.discard()
+        if self.speaker is not None:
+            self.speaker.stop()
+        return True
+
     # --- lifecycle --------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Open the devices and start listening; raises AudioError if they cannot be opened."""
-        self._mic = MicSource(self._audio.input_device, block_ms=self._audio.vad.frame_ms)
-        self.speaker = SpeakerSink(self._audio.output_device)
-        self._mic.start()
+    def start(self, wait_for_device: bool = False) -> None:
+        """Open the devices and start listening.
+
+        Without `wait_for_device`, a missing microphone or speaker raises AudioError; with it,
+        the loop reports the error state and keeps retrying.
+        """
+        try:
+            self._open_devices()
+        except AudioError as exc:
+            if not wait_for_device:
+                raise
+            self._set_state(State.ERROR, f"{exc}; retrying every {self._listen.device_retry_s:g} s")
         self._thread = threading.Thread(target=self._run, name="voice-loop", daemon=True)
         self._thread.start()
-        self._set_state(State.MUTED if self._mode is ListenMode.MUTED else State.LISTENING)
+        if self._mic is not None:
+            self._set_state(self._resting_state())
+
+    def _open_devices(self) -> None:
+        if self.speaker is None:
+            mic = MicSource(self._audio.input_device, block_ms=self._audio.vad.frame_ms)
+            self.speaker = SpeakerSink(self._audio.output_device, on_played=self._echo.played)
+            self._mic = mic
+        else:
+            self._mic = MicSource(self._audio.input_device, block_ms=self._audio.vad.frame_ms)
+        self._mic.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        self.interrupt()
         if self._thread is not None:
             self._thread.join(timeout)
+        turn = self._turn
+        if turn is not None and turn.thread is not None:
+            turn.thread.join(timeout)
         if self._mic is not None:
             self._mic.close()
         if self.speaker is not None:
@@ -114,41 +190,187 @@ class VoiceLoop:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
-    def _run(self) -> None:
-        assert self._mic is not None
-        seg = UtteranceSegmenter(self._audio.vad)
+    # --- capture thread ---------------------------------------------------------------
+
+    def _reopen_mic(self) -> None:
+        """The microphone is missing or went away: report it and retry until it is back."""
+        if self._mic is not None:
+            self._mic.close()
+            self._mic = None
+        self.mic_errors += 1
         while not self._stop.is_set():
+            try:
+                self._open_devices()
+                self._set_state(self._resting_state(), "microphone is back")
+                return
+            except AudioError as exc:
+                self._set_state(State.ERROR,
+                                f"{exc}; retrying every {self._listen.device_retry_s:g} s")
+                self._stop.wait(self._listen.device_retry_s)
+
+    def _run(self) -> None:
+        seg = UtteranceSegmenter(self._audio.vad, pause_ms=self._listen.speculate_pause_ms or None)
+        silent_reads = 0
+        while not self._stop.is_set():
+            if self._mic is None or (silent_reads > 10 and not self._mic.alive):
+                self._reopen_mic()
+                silent_reads = 0
+                continue
             block = self._mic.read(timeout=0.2)
             if block is None:
+                silent_reads += 1
                 continue
+            silent_reads = 0
             if self._mode is ListenMode.MUTED or (
                 self._mode is ListenMode.PUSH and not self._pushing
             ):
+                if self._push_released:
+                    self._push_released = False
+                    for utt in seg.flush():
+                        self._on_end(utt)
                 seg.reset()
                 continue
-            for utt in seg.push(block):
-                self._voice_turn(utt)
-                # Half duplex: what the microphone heard while SARAi spoke is not a turn.
-                self._mic.clear()
-                seg.reset()
-            if self._state in (State.LISTENING, State.HEARING):
-                self._set_state(State.HEARING if seg.state is VadState.SPEECH else State.LISTENING)
+            busy = (self._turn is not None and self._turn.running) or self._echo.active
+            if busy:
+                if not self._listen.barge_in:
+                    seg.reset()  # half duplex: what is heard while answering is not a turn
+                    continue
+                block = self._without_echo(block)
+            for ev in seg.push_events(block):
+                if ev.kind is SegmentKind.START:
+                    self._on_start(busy)
+                elif ev.kind is SegmentKind.PAUSE and ev.utterance is not None:
+                    self._on_pause(ev.utterance)
+                elif ev.kind is SegmentKind.RESUME:
+                    self._on_resume()
+                elif ev.kind is SegmentKind.END and ev.utterance is not None:
+                    self._on_end(ev.utterance)
+            self._update_state(seg)
 
-    def _voice_turn(self, utt) -> None:
-        with self._turn_lock:
+    def _update_state(self, seg: UtteranceSegmenter) -> None:
+        turn = self._turn
+        if turn is not None and turn.running and turn.committed.is_set():
+            if self._state in (State.THINKING, State.LOADING) and self.speaker is not None \
+                    and self.speaker.playing:
+                self._set_state(State.SPEAKING)
+        elif self._state in (State.LISTENING, State.HEARING):
+            self._set_state(State.HEARING if seg.state is VadState.SPEECH else State.LISTENING)
+
+    def _without_echo(self, block: np.ndarray) -> np.ndarray:
+        cleaned = self._echo.clean(block)
+        rms = float(np.sqrt(np.mean(cleaned.astype(np.float64) ** 2))) if len(cleaned) else 0.0
+        if rms < self._listen.barge_in_min_rms:
+            return np.zeros_like(cleaned)
+        return cleaned
+
+    def _on_start(self, busy: bool) -> None:
+        turn = self._turn
+        if busy and turn is not None and turn.running and turn.committed.is_set():
+            # Barge-in: the user talks over the answer.
+            onset = time.perf_counter() - self._audio.vad.start_speech_ms / 1000
+            turn.barge_in_onset = onset
+            self.interrupt()
+            log.info("barge-in: answer interrupted")
+
+    def _on_loading(self, what: str) -> None:
+        self._set_state(State.LOADING, f"loading {what}")
+
+    def _on_pause(self, utt: Utterance) -> None:
+        if self._turn is None or not self._turn.running:
+            self._start_turn(utt, speculative=True)
+
+    def _on_resume(self) -> None:
+        turn = self._turn
+        if turn is not None and turn.sink is not None and not turn.committed.is_set():
+            turn.cancel.cancel()  # the pause was not the end; drop the speculative start
+            turn.sink.discard()
+
+    def _on_end(self, utt: Utterance) -> None:
+        turn = self._turn
+        if turn is not None and turn.running and turn.sink is not None \
+                and not turn.committed.is_set() and not turn.cancel.cancelled:
+            turn.sink.release()  # the speculative start was right
+            turn.committed.set()
             self._set_state(State.THINKING)
+            return
+        self._start_turn(utt, speculative=False)
+
+    # --- turns ------------------------------------------------------------------------
+
+    def _start_turn(self, utt: Utterance, speculative: bool) -> None:
+        previous = self._turn
+        if previous is not None and previous.thread is not None:
+            previous.cancel.cancel()
+        assert self.speaker is not None
+        turn = _Turn(utt, CancelToken(), HeldSink(self.speaker) if speculative else None)
+        if not speculative:
+            turn.committed.set()
+            self._set_state(State.THINKING)
+        turn.thread = threading.Thread(target=self._turn_main, args=(turn, previous),
+                                       name="turn", daemon=True)
+        self._turn = turn
+        turn.thread.start()
+
+    def _turn_main(self, turn: _Turn, previous: _Turn | None) -> None:
+        if previous is not None and previous.thread is not None:
+            previous.thread.join()
+        with self._turn_lock:
             try:
-                rec = self.assistant.voice_turn(utt, self.speaker)
+                self._answer(turn)
             except AudioError as exc:
                 self._set_state(State.ERROR, str(exc))
+            except Exception:  # a turn must never take the loop down with it
+                log.exception("turn failed")
+                self._set_state(State.ERROR, "a turn failed; see the log")
+            finally:
+                if turn.sink is not None and not turn.committed.is_set():
+                    turn.sink.discard()
+        if self._turn is turn and self._state not in (State.ERROR, State.MUTED):
+            self._set_state(self._resting_state())
+
+    def _answer(self, turn: _Turn) -> None:
+        assert turn.utterance is not None and self.speaker is not None
+        rec = self.assistant.transcribe(turn.utterance)
+        if turn.cancel.cancelled:
+            return
+        if not rec.transcript.strip():
+            return
+        wake_only = False
+        if self._mode is ListenMode.WAKE and time.monotonic() > self._follow_up_until:
+            heard, rest = match_wake(rec.transcript, self._listen.wake_phrases)
+            if not heard:
+                log.info("no wake phrase in %r; ignored", rec.transcript)
                 return
-            if rec.transcript.strip():
-                self._finish_turn(rec)
-            else:
-                self._set_state(State.LISTENING)
+            rec.transcript, wake_only = rest, not rest
+        if not turn.committed.wait(timeout=self._audio.vad.end_silence_ms / 1000 + 2) \
+                or turn.cancel.cancelled:
+            return  # a speculative start that never became a turn
+        sink = turn.sink or self.speaker
+        if wake_only:
+            rec = self._acknowledge_wake(rec, sink)
+        else:
+            rec = self.assistant.voice_turn(turn.utterance, sink, turn.cancel,
+                                            remember=False, transcribed=rec)
+        if self._mode is ListenMode.WAKE:
+            self._follow_up_until = time.monotonic() + self._listen.follow_up_s
+        if turn.barge_in_onset is not None and self.speaker.stopped_at is not None:
+            rec.timings["barge_in_stop"] = round(
+                max(0.0, self.speaker.stopped_at - turn.barge_in_onset) * 1000, 1)
+        self.assistant.remember(rec)
+        self._finish_turn(rec)
+
+    def _acknowledge_wake(self, rec: TurnRecord, sink) -> TurnRecord:
+        rec.reason = "wake phrase only: listening for the request"
+        rec.reply = _WAKE_ACK.get(rec.language, _WAKE_ACK["en"])
+        if self.assistant.voices is not None:
+            voice = self.assistant.voices.voice(rec.language)
+            sink.play(voice.synthesize(rec.reply), voice.sample_rate)
+            sink.drain()
+        return rec
 
     def _finish_turn(self, rec: TurnRecord) -> None:
         self.turns += 1
         self._history.append(rec)
         self._emit(Event(EventKind.TURN, rec.as_dict()))
-        self._set_state(State.MUTED if self._mode is ListenMode.MUTED else State.LISTENING)
+        if self._state is not State.MUTED:
+            self._set_state(self._resting_state())

@@ -51,7 +51,7 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
         elif ev.kind is EventKind.STATE and ev.data.get("message"):
             print(f"sarai: {ev.data['state']}: {ev.data['message']}", file=sys.stderr, flush=True)
 
-    loop = VoiceLoop(ctx.config.audio, assistant, on_event)
+    loop = VoiceLoop(ctx.config.audio, assistant, on_event, listen=ctx.config.listen)
     try:
         loop.start()
         print("Listening… (Ctrl+C to stop)", file=sys.stderr, flush=True)
