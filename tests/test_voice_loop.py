@@ -1,0 +1,200 @@
+"""The hands-free loop on real devices: PulseAudio null sinks are the room and the speaker.
+
+Speech is played into the "room" sink, whose monitor is SARAi's microphone; SARAi answers
+into the "speaker" sink. For the echo tests a loopback carries the speaker back into the room,
+as a loudspeaker next to a microphone would.
+"""
+
+from __future__ import annotations
+
+import queue
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from daemon.app import Context, build_assistant
+from daemon.config import load_config
+from daemon.events import Event, EventKind, ListenMode, State
+from daemon.paths import Paths
+from daemon.voice_loop import VoiceLoop
+
+
+class Harness:
+    def __init__(self, loop: VoiceLoop, events: queue.Queue[Event], pulse) -> None:
+        self.loop = loop
+        self.events = events
+        self.pulse = pulse
+        self.seen: list[Event] = []
+
+    def play(self, wav: Path) -> None:
+        self.pulse.play(wav).wait(30)
+
+    def turn(self, timeout: float = 90) -> dict:
+        """The next turn record, or fail."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                ev = self.events.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            self.seen.append(ev)
+            if ev.kind is EventKind.TURN:
+                return ev.data
+        raise AssertionError(f"no turn within {timeout} s; events: {self.states()}")
+
+    def no_turn(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                ev = self.events.get(timeout=0.3)
+            except queue.Empty:
+                continue
+            self.seen.append(ev)
+            assert ev.kind is not EventKind.TURN, f"unexpected turn: {ev.data}"
+
+    def states(self) -> list[str]:
+        return [e.data["state"] for e in self.seen if e.kind is EventKind.STATE]
+
+    def wait_state(self, state: State, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while self.loop.state is not state:
+            assert time.monotonic() < deadline, f"never reached {state}; now {self.loop.state}"
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def voice(pulse, models_dir, monkeypatch, tmp_path):
+    """Start a VoiceLoop with config overrides on the PulseAudio test devices."""
+    for key, value in pulse.env.items():
+        monkeypatch.setenv(key, value)
+    loops: list[VoiceLoop] = []
+
+    def _start(yaml_text: str = "", mode: ListenMode | None = None) -> Harness:
+        cfg_file = tmp_path / f"config{len(loops)}.yaml"
+        cfg_file.write_text(yaml_text)
+        ctx = Context(load_config(cfg_file), Paths.from_env())
+        assistant = build_assistant(ctx, hear=True, speak=True)
+        assistant.registry.preload_pinned()
+        events: queue.Queue[Event] = queue.Queue()
+        loop = VoiceLoop(ctx.config.audio, assistant, events.put, mode=mode,
+                         listen=ctx.config.listen)
+        loops.append(loop)
+        loop.start()
+        return Harness(loop, events, pulse)
+
+    yield _start
+    for loop in loops:
+        loop.stop()
+        loop.assistant.registry.close()
+
+
+@pytest.fixture
+def loopback(pulse):
+    """Carry what the speaker plays back into the room (an acoustic echo path)."""
+    mod = subprocess.run(
+        ["pactl", "load-module", "module-loopback", f"source={pulse.speaker}.monitor",
+         f"sink={pulse.room}", "latency_msec=60"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    yield
+    subprocess.run(["pactl", "unload-module", mod], capture_output=True)
+
+
+def test_always_mode_answers_and_reports_states(voice, make_speech):
+    h = voice()
+    h.play(make_speech(["Hello, what is your name?"]))
+    turn = h.turn()
+    assert "name" in turn["transcript"].lower() and turn["reply"]
+    states = h.states()
+    for s in ("hearing", "thinking", "speaking", "listening"):
+        assert s in states, states
+    assert states.index("hearing") < states.index("thinking") < states.index("speaking")
+
+
+def test_muted_hears_nothing_until_unmuted(voice, make_speech):
+    h = voice(mode=ListenMode.MUTED)
+    assert h.loop.state is State.MUTED
+    h.play(make_speech(["Are you listening to me?"]))
+    h.no_turn(4)
+    h.loop.set_mode(ListenMode.ALWAYS)
+    h.play(make_speech(["Hello, what is your name?"]))
+    assert "name" in h.turn()["transcript"].lower()
+
+
+def test_push_to_talk_only_while_pushed(voice, make_speech):
+    h = voice(mode=ListenMode.PUSH)
+    h.play(make_speech(["This should be ignored."]))
+    h.no_turn(4)
+    h.loop.push(True)
+    h.play(make_speech(["Hello, what is your name?"], pause_s=0))
+    h.loop.push(False)  # releasing ends the turn without waiting for silence
+    assert "name" in h.turn()["transcript"].lower()
+
+
+def test_wake_phrase_is_required_and_stripped(voice, make_speech):
+    h = voice("listen:\n  follow_up_s: 0\n", mode=ListenMode.WAKE)
+    h.play(make_speech(["What is the weather like?"]))
+    h.no_turn(6)
+    h.play(make_speech(["Hey Sarai, what is your name?"]))
+    turn = h.turn()
+    assert "name" in turn["transcript"].lower()
+    assert "sarai" not in turn["transcript"].lower()
+
+
+def test_barge_in_stops_playback_and_answers_the_new_utterance(voice, make_speech, loopback):
+    h = voice("models:\n  omni_fast:\n    max_tokens: 400\n")
+    question = make_speech(["Tell me a very long story about a dragon."])
+    interruption = make_speech(["Stop. What is your name?"])
+    h.play(question)
+    h.wait_state(State.SPEAKING, timeout=90)
+    time.sleep(1.0)
+    h.play(interruption)
+    first = h.turn()
+    assert first["interrupted"] is True
+    assert "barge_in_stop" in first["timings"]
+    second = h.turn()
+    assert "name" in second["transcript"].lower()
+
+
+def test_does_not_answer_itself_through_the_room(voice, loopback):
+    h = voice("listen:\n  barge_in: true\n")
+    h.wait_state(State.LISTENING)
+    rec = h.loop.ask("Tell me about the sea and the sky in three sentences.")
+    assert rec.reply and "first_audio" in rec.timings
+    h.turn()  # the typed turn itself
+    # Its own voice came back through the loopback; none of it may become a turn.
+    h.no_turn(6)
+    assert h.loop.turns == 1
+
+
+def test_half_duplex_ignores_what_it_hears_while_speaking(voice, loopback):
+    h = voice("listen:\n  barge_in: false\n")
+    h.wait_state(State.LISTENING)
+    h.loop.ask("Please say something about the sea.")
+    h.turn()
+    h.no_turn(5)
+    assert h.loop.turns == 1
+
+
+def test_spanish_turn_is_answered_in_spanish_with_a_spanish_voice(voice, make_speech):
+    h = voice("audio:\n  asr:\n    language: auto\n")
+    h.play(make_speech(["Buenos días, ¿qué tiempo hace hoy en Madrid?"], voice="es-419",
+                        speed=120))
+    turn = h.turn()
+    assert turn["language"] == "es"
+    assert "tiempo" in turn["transcript"].lower()
+    assert turn["reply"] and "first_audio" in turn["timings"]
+    assert h.loop.assistant.voices.voice("es").name == "espeak-ng:es"
+
+
+def test_forget_that_clears_the_memory(voice, make_speech):
+    h = voice()
+    h.play(make_speech(["Hello, what is your name?"]))
+    h.turn()
+    assert len(h.loop.assistant.memory) == 1
+    h.play(make_speech(["Forget that."]))
+    turn = h.turn()
+    assert "forget" in turn["reason"]
+    assert len(h.loop.assistant.memory) == 0
