@@ -128,6 +128,9 @@ class SpeakerSink:
     """
 
     BLOCK_S = 0.02
+    # Device buffer: enough to ride out a busy CPU without underruns, small enough that a
+    # barge-in is heard to stop quickly.
+    LATENCY_S = 0.08
 
     def __init__(
         self,
@@ -155,9 +158,15 @@ class SpeakerSink:
         self._queue.put((samples, sample_rate))
 
     def stop(self) -> None:
-        """Drop whatever is queued or playing (barge-in)."""
+        """Drop whatever is queued or playing (barge-in).
+
+        `stopped_at` then tells when the last sound left the speaker (perf_counter).
+        """
         if self.playing:
+            self.stopped_at = None
             self._stop_now.set()
+        else:
+            self.stopped_at = time.perf_counter()
         while True:
             try:
                 self._queue.get_nowait()
@@ -181,13 +190,15 @@ class SpeakerSink:
                     return
                 samples, sr = item
                 if self._stop_now.is_set():
+                    if self.stopped_at is None:
+                        self.stopped_at = time.perf_counter()
                     continue
                 if stream is None or sr != rate:
                     if stream is not None:
                         stream.close()
                     stream = self._sd.OutputStream(
                         samplerate=sr, channels=1, dtype="int16", device=self._device,
-                        latency="low",
+                        latency=self.LATENCY_S,
                     )
                     stream.start()
                     rate = sr
@@ -195,7 +206,8 @@ class SpeakerSink:
                 block = max(1, int(sr * self.BLOCK_S))
                 for i in range(0, len(samples), block):
                     if self._stop_now.is_set():
-                        self.stopped_at = time.perf_counter()
+                        # What is already in the device buffer still plays out.
+                        self.stopped_at = time.perf_counter() + float(stream.latency)
                         break
                     piece = samples[i : i + block]
                     stream.write(piece.reshape(-1, 1))

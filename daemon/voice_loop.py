@@ -46,11 +46,12 @@ class _Turn:
     sink: HeldSink | None  # set for a speculative turn until it is committed
     thread: threading.Thread | None = None
     committed: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
     barge_in_onset: float | None = None
 
     @property
     def running(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
+        return not self.done.is_set()
 
 
 class VoiceLoop:
@@ -122,12 +123,27 @@ class VoiceLoop:
         self.assistant.forget()
 
     def ask(self, text: str) -> TurnRecord:
-        """A typed turn, answered aloud like a spoken one."""
+        """A typed turn, answered aloud like a spoken one (and interruptible the same way)."""
         with self._turn_lock:
+            turn = _Turn(None, CancelToken(), None)
+            turn.committed.set()
+            self._turn = turn
             self._set_state(State.THINKING)
-            rec = self.assistant.text_turn(text, self.speaker)
+            try:
+                rec = self.assistant.text_turn(text, self.speaker, turn.cancel)
+            finally:
+                turn.done.set()
+            self._note_barge_in(turn, rec)
             self._finish_turn(rec)
             return rec
+
+    def _note_barge_in(self, turn: _Turn, rec: TurnRecord) -> None:
+        if turn.barge_in_onset is None or self.speaker is None:
+            return
+        self.speaker.drain()  # returns within a block once stopped; then stopped_at is set
+        stopped = self.speaker.stopped_at
+        if turn.barge_in_onset is not None and stopped is not None:
+            rec.timings["barge_in_stop"] = round(max(0.0, stopped - turn.barge_in_onset) * 1000, 1)
 
     def interrupt(self) -> bool:
         """Stop the current answer (as barge-in does); True if there was one."""
@@ -175,8 +191,8 @@ class VoiceLoop:
         if self._thread is not None:
             self._thread.join(timeout)
         turn = self._turn
-        if turn is not None and turn.thread is not None:
-            turn.thread.join(timeout)
+        if turn is not None:
+            turn.done.wait(timeout)
         if self._mic is not None:
             self._mic.close()
         if self.speaker is not None:
@@ -299,7 +315,7 @@ class VoiceLoop:
 
     def _start_turn(self, utt: Utterance, speculative: bool) -> None:
         previous = self._turn
-        if previous is not None and previous.thread is not None:
+        if previous is not None and previous.running:
             previous.cancel.cancel()
         assert self.speaker is not None
         turn = _Turn(utt, CancelToken(), HeldSink(self.speaker) if speculative else None)
@@ -312,8 +328,8 @@ class VoiceLoop:
         turn.thread.start()
 
     def _turn_main(self, turn: _Turn, previous: _Turn | None) -> None:
-        if previous is not None and previous.thread is not None:
-            previous.thread.join()
+        if previous is not None:
+            previous.done.wait()
         with self._turn_lock:
             try:
                 self._answer(turn)
@@ -325,6 +341,7 @@ class VoiceLoop:
             finally:
                 if turn.sink is not None and not turn.committed.is_set():
                     turn.sink.discard()
+                turn.done.set()
         if self._turn is turn and self._state not in (State.ERROR, State.MUTED):
             self._set_state(self._resting_state())
 
@@ -353,9 +370,7 @@ class VoiceLoop:
                                             remember=False, transcribed=rec)
         if self._mode is ListenMode.WAKE:
             self._follow_up_until = time.monotonic() + self._listen.follow_up_s
-        if turn.barge_in_onset is not None and self.speaker.stopped_at is not None:
-            rec.timings["barge_in_stop"] = round(
-                max(0.0, self.speaker.stopped_at - turn.barge_in_onset) * 1000, 1)
+        self._note_barge_in(turn, rec)
         self.assistant.remember(rec)
         self._finish_turn(rec)
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from audio.pulse import PulseRoom
 from daemon.paths import Paths
 from models import starter
 
@@ -114,62 +113,11 @@ def sarai(sarai_env: dict[str, str]):
     return _run
 
 
-# --- PulseAudio: a null sink is "the room" (its monitor is the microphone), another is
-# --- the speaker (its monitor lets a test hear what SARAi said).
-
-
-@dataclass(frozen=True)
-class Pulse:
-    room: str
-    speaker: str
-    server: str
-
-    @property
-    def env(self) -> dict[str, str]:
-        # The server is named explicitly: tests give SARAi a fresh XDG_CONFIG_HOME, where
-        # libpulse would otherwise look for the way to reach it.
-        return {"PULSE_SOURCE": f"{self.room}.monitor", "PULSE_SINK": self.speaker,
-                "PULSE_SERVER": self.server}
-
-    def play(self, wav: Path) -> subprocess.Popen:
-        return subprocess.Popen(["paplay", f"--device={self.room}", str(wav)])
-
-    def record_speaker(self, out: Path) -> subprocess.Popen:
-        return subprocess.Popen(
-            ["parecord", f"--device={self.speaker}.monitor", "--rate=16000", "--channels=1",
-             "--file-format=wav", str(out)]
-        )
-
-
-def _pactl(*args: str) -> str:
-    return subprocess.run(["pactl", *args], check=True, capture_output=True, text=True).stdout
-
-
 @pytest.fixture(scope="session")
-def pulse() -> Iterator[Pulse]:
-    if shutil.which("pulseaudio") is None or shutil.which("pactl") is None:
-        pytest.fail("PulseAudio is not installed; run 'make setup'")
-    if subprocess.run(["pactl", "info"], capture_output=True).returncode != 0:
-        subprocess.run(["pulseaudio", "--daemonize=yes", "--exit-idle-time=-1",
-                        "--disallow-exit"], capture_output=True)
-        for _ in range(50):
-            if subprocess.run(["pactl", "info"], capture_output=True).returncode == 0:
-                break
-            time.sleep(0.1)
-        else:
-            pytest.fail("could not start a PulseAudio server for the audio tests")
-    tag = uuid.uuid4().hex[:6]
-    room, spk = f"sarai_room_{tag}", f"sarai_speaker_{tag}"
-    mods = [
-        _pactl("load-module", "module-null-sink", f"sink_name={room}", "rate=16000",
-               "channels=1").strip(),
-        _pactl("load-module", "module-null-sink", f"sink_name={spk}").strip(),
-    ]
-    info = _pactl("info")
-    server = next(line.split(":", 1)[1].strip() for line in info.splitlines()
-                  if line.startswith("Server String:"))
+def pulse() -> Iterator[PulseRoom]:
+    """PulseAudio null sinks: the room (its monitor is the microphone) and the speaker."""
+    room = PulseRoom.create()
     try:
-        yield Pulse(room, spk, f"unix:{server}" if server.startswith("/") else server)
+        yield room
     finally:
-        for m in mods:
-            subprocess.run(["pactl", "unload-module", m], capture_output=True)
+        room.close()

@@ -8,7 +8,6 @@ as a loudspeaker next to a microphone would.
 from __future__ import annotations
 
 import queue
-import subprocess
 import time
 from pathlib import Path
 
@@ -93,13 +92,9 @@ def voice(pulse, models_dir, monkeypatch, tmp_path):
 @pytest.fixture
 def loopback(pulse):
     """Carry what the speaker plays back into the room (an acoustic echo path)."""
-    mod = subprocess.run(
-        ["pactl", "load-module", "module-loopback", f"source={pulse.speaker}.monitor",
-         f"sink={pulse.room}", "latency_msec=60"],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()
+    mod = pulse.loopback()
     yield
-    subprocess.run(["pactl", "unload-module", mod], capture_output=True)
+    pulse.unload(mod)
 
 
 def test_always_mode_answers_and_reports_states(voice, make_speech):
