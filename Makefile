@@ -30,7 +30,10 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	@echo "Installing SARAi and its dependencies (the first build of llama-cpp-python takes a while)…"
-	$(PY) -m pip install --progress-bar off -e '.[dev]'
+	@# The CPU build of torch (a local wheel on these machines); the omni extra would
+	@# otherwise pull a multi-GB CUDA build from PyPI.
+	$(PY) -m pip install --progress-bar off torch==2.13.0
+	$(PY) -m pip install --progress-bar off -e '.[dev,omni]'
 	touch $@
 
 models: venv

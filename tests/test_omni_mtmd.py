@@ -1,0 +1,157 @@
+"""Omni turns on llama.cpp + libmtmd, on a tiny random-weight Qwen2.5-Omni built for the tests.
+
+The tiny model's answers are noise; what is checked is that the media reach it: the prompt's
+audio tokens grow with the clip's length, an image adds image tokens, the projector's memory
+appears when it is loaded and is given back when it is freed.
+"""
+
+from __future__ import annotations
+
+import time
+
+import psutil
+import pytest
+from omni_fixtures import tiny, write_tone, write_video  # noqa: F401
+from PIL import Image
+
+from audio.asr import Transcriber
+from audio.settings import AsrSettings
+from models import starter
+from models.attachments import MediaKind, MediaLimits, load
+from models.backend import Message
+from models.errors import ModelError
+from models.mtmd import OmniBackend
+from models.multimodal import MediaMessage, prepare_user_turn
+from models.projector import Projector, ProjectorState
+
+SYSTEM = Message("system", "You are a helpful assistant.")
+LIMITS = MediaLimits()
+
+
+@pytest.fixture(scope="module")
+def omni(tiny):  # noqa: F811
+    b = OmniBackend(tiny.gguf, mmproj=tiny.mmproj, n_ctx=4096, threads=2)
+    yield b
+    b.close()
+
+
+def _ask(media, text="What is this?"):
+    return [SYSTEM, MediaMessage("user", text, tuple(media))]
+
+
+def test_audio_tokens_grow_with_the_clip(omni, tmp_path):
+    short = load(write_tone(tmp_path / "short.wav", 4.0), LIMITS)
+    long = load(write_tone(tmp_path / "long.wav", 40.0), LIMITS)
+    plain = omni.count_prompt([SYSTEM, MediaMessage("user", "What is this?", ())])
+    a = omni.count_prompt(_ask(short))
+    b = omni.count_prompt(_ask(long))
+    assert plain.audio == 0
+    assert a.audio > 0 and a.text >= plain.text
+    # libmtmd encodes Whisper-style 30 s windows at 25 tokens/s: 40 s takes two windows.
+    assert b.audio > a.audio and b.audio == 2 * a.audio
+    assert b.total > a.total > plain.total
+
+
+def test_an_image_adds_image_tokens_and_a_bigger_one_more(omni, tmp_path):
+    small, big = tmp_path / "s.png", tmp_path / "b.png"
+    Image.new("RGB", (112, 112), (200, 30, 30)).save(small)
+    Image.new("RGB", (448, 336), (30, 200, 30)).save(big)
+    s = omni.count_prompt(_ask(load(small, LIMITS)))
+    b = omni.count_prompt(_ask(load(big, LIMITS)))
+    assert s.image > 0 and s.audio == 0
+    assert b.image > s.image
+
+
+def test_audio_turn_streams_a_reply(omni, tmp_path):
+    media = load(write_tone(tmp_path / "q.wav", 3.0), LIMITS)
+    reply = "".join(omni.stream(_ask(media), max_tokens=6, temperature=0.8))
+    assert isinstance(reply, str)
+    assert omni.last_prompt.audio > 0
+    # Text turns after a multimodal one still work (the context was reset in between).
+    again = list(omni.stream([SYSTEM, Message("user", "hello")], max_tokens=4, temperature=0))
+    assert isinstance("".join(again), str)
+
+
+def test_video_sends_frames_and_sound(omni, tmp_path):
+    media = load(write_video(tmp_path / "v.mp4", seconds=2.0), LIMITS)
+    "".join(omni.stream(_ask(media, "What happens?"), max_tokens=4, temperature=0.5))
+    assert omni.last_prompt.image > 0 and omni.last_prompt.audio > 0
+
+
+def test_prompt_longer_than_the_context_is_a_clear_error(tiny, tmp_path):  # noqa: F811
+    b = OmniBackend(tiny.gguf, mmproj=tiny.mmproj, n_ctx=512, threads=2)
+    try:
+        media = load(write_tone(tmp_path / "q.wav", 5.0), LIMITS)
+        with pytest.raises(ModelError, match=r"more than the context \(512\)"):
+            "".join(b.stream(_ask(media), max_tokens=4))
+    finally:
+        b.close()
+
+
+def _rss_mb() -> float:
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def test_projector_memory_appears_and_is_freed(omni):
+    proj = Projector(omni.projector.path, lambda: omni._llm.model, threads=2, keep_s=0)
+    size = proj.info().file_mb
+    before = _rss_mb()
+    proj.acquire()
+    loaded = _rss_mb()
+    assert proj.info().state is ProjectorState.LOADED
+    assert proj.info().audio and proj.info().vision
+    proj.release()  # keep_s 0: freed at once
+    after = _rss_mb()
+    assert proj.info().state is ProjectorState.UNLOADED
+    assert loaded - before > 0.6 * size, (before, loaded, size)
+    assert after - before < 0.25 * size, (before, loaded, after, size)
+
+
+def test_projector_is_kept_for_keep_s_then_freed(omni):
+    seen = []
+    proj = Projector(omni.projector.path, lambda: omni._llm.model, threads=2, keep_s=3.0,
+                     on_change=seen.append)
+    proj.acquire()
+    proj.release()
+    assert proj.loaded and proj.info().idle_s is not None
+    proj.acquire()  # a second turn within keep_s reuses it
+    proj.release()
+    deadline = time.monotonic() + 30
+    while proj.loaded and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not proj.loaded
+    assert [i.state for i in seen] == [ProjectorState.LOADED, ProjectorState.UNLOADED]
+
+
+def test_backend_unloads_the_projector_after_each_turn_by_default(omni, tmp_path):
+    media = load(write_tone(tmp_path / "q.wav", 1.0), LIMITS)
+    assert not omni.projector.loaded
+    "".join(omni.stream(_ask(media), max_tokens=2))
+    assert not omni.projector.loaded
+    assert omni.projector.info().rss_mb > 0
+
+
+def test_without_a_projector_audio_falls_back_to_the_transcript(tiny, models_dir, make_speech):  # noqa: F811
+    b = OmniBackend(tiny.gguf, n_ctx=1024, threads=2)
+    try:
+        assert b.accepts() == frozenset()
+        media = load(make_speech(["what is the weather in Barcelona"], rate=16000), LIMITS)
+        dirs = {n: starter.CATALOGUE[n].path(models_dir) for n in ("whisper-tiny-en",)}
+        asr = Transcriber(AsrSettings(), dirs)
+        turn = prepare_user_turn("", media, accepts=b.accepts(), tier="omni_fast",
+                                 transcribe=lambda s: asr.transcribe(s).text)
+        assert isinstance(turn.message, Message)
+        assert "weather" in turn.message.content.lower()
+        assert "no projector configured" in turn.note and "transcri" in turn.note
+        "".join(b.stream([SYSTEM, turn.message], max_tokens=3))
+        with pytest.raises(ModelError, match="no projector"):
+            "".join(b.stream(_ask(media), max_tokens=2))
+    finally:
+        b.close()
+
+
+def test_with_a_projector_audio_is_sent_as_audio(omni, tmp_path):
+    media = load(write_tone(tmp_path / "q.wav", 1.0), LIMITS)
+    turn = prepare_user_turn("and this?", media, accepts=omni.accepts(), tier="omni_fast")
+    assert isinstance(turn.message, MediaMessage) and turn.note is None
+    assert [a.kind for a in turn.message.media] == [MediaKind.AUDIO]
