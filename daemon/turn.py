@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -20,8 +20,10 @@ from audio.tts import VoiceBank
 from audio.vad import Utterance
 from daemon.memory import Conversation, is_forget_request
 from daemon.speech import SpeechWorker
+from models.attachments import Attachment
 from models.backend import CancelToken, Message
 from models.errors import ModelError
+from models.multimodal import MediaBackends, accepted_kinds, prepare_user_turn
 from models.registry import ModelRegistry
 from models.settings import Tier
 from routing.fallback import candidates
@@ -77,6 +79,7 @@ class Assistant:
         self._system = system_prompt
         self.memory = memory
         self.registry = registry
+        self._media: tuple[str, tuple[Attachment, ...], MediaBackends | None] | None = None
         self.router = router
         self.transcriber = transcriber
         self.voices = voices
@@ -121,11 +124,21 @@ class Assistant:
         return rec
 
     def text_turn(
-        self, text: str, sink: AudioSink | None, cancel: CancelToken | None = None
+        self, text: str, sink: AudioSink | None, cancel: CancelToken | None = None,
+        media: Sequence[Attachment] = (), media_backends: MediaBackends | None = None,
     ) -> TurnRecord:
-        rec = TurnRecord(transcript=text, source="text", language=self.language)
-        rec = self._answer(rec, TurnSignals(text), sink, time.perf_counter(),
-                           cancel or CancelToken())
+        """A typed turn; `media` (audio, images, video frames) go to the model with the text
+        when the tier's backend takes them (from `media_backends`, else the registry's)."""
+        shown = text or " ".join(f"{a.kind} from {a.source.name}" for a in media[:1])
+        audio_s = sum(a.seconds or 0.0 for a in media) or None
+        rec = TurnRecord(transcript=shown, source="text" if not media else "media",
+                         language=self.language, audio_s=audio_s)
+        self._media = (text, tuple(media), media_backends)
+        try:
+            rec = self._answer(rec, TurnSignals(shown, audio_s=audio_s), sink,
+                               time.perf_counter(), cancel or CancelToken())
+        finally:
+            self._media = None
         self.remember(rec)
         return rec
 
@@ -211,6 +224,22 @@ class Assistant:
                 speech.say(sentence)
         rec.reply = "".join(reply).strip()
 
+    def _with_media(self, tier: Tier, backend, messages: list, rec: TurnRecord):
+        """The backend and messages for a turn with attachments (transcript if it has no ear)."""
+        text, media, backends = self._media
+        omni = backends.get(tier) if backends is not None else None
+        backend = omni or backend
+        asr = self.transcriber
+        turn = prepare_user_turn(
+            text, media, accepts=accepted_kinds(backend), tier=tier.value,
+            transcribe=(lambda s: asr.transcribe(s).text) if asr is not None else None,
+        )
+        if turn.note and turn.note not in rec.reason:
+            rec.reason += f" ({turn.note})"
+        if not text and not getattr(turn.message, "media", None):
+            rec.transcript = turn.message.content  # what was heard, since that is what went
+        return backend, [*messages[:-1], turn.message]
+
     def _stream(
         self,
         tier: Tier,
@@ -235,6 +264,8 @@ class Assistant:
             backend = self.registry.backend(tier)
         rec.model = self.registry.resolve(tier).model
         ts = self.registry.settings(tier)
+        if self._media is not None:
+            backend, messages = self._with_media(tier, backend, messages, rec)
         for chunk in backend.stream(
             messages, max_tokens=ts.max_tokens, temperature=ts.temperature, cancel=cancel
         ):

@@ -96,3 +96,40 @@ def prepare_user_turn(
         "user", body
     )
     return UserTurn(msg, "; ".join(notes) or None)
+
+
+class MediaBackends:
+    """Omni backends with projectors for media turns, one per tier, built from the registry.
+
+    Until the registry builds `OmniBackend` itself for tiers with an `mmproj`, a media turn
+    gets its backend here (outside the RAM budget's bookkeeping); text turns are unaffected.
+    """
+
+    def __init__(self, registry) -> None:  # models.registry.ModelRegistry
+        self._registry = registry
+        self._built: dict[str, object] = {}
+
+    def get(self, tier):  # -> OmniBackend | None
+        from models.mtmd import OmniBackend
+
+        r = self._registry.resolve(tier)
+        ts = self._registry.settings(tier)
+        if r.backend != "llamacpp" or r.path is None:
+            return None
+        mmproj = getattr(r, "mmproj", None)
+        if mmproj is None and getattr(ts, "mmproj", None) and not r.starter:
+            mmproj = self._registry.model_path(ts.mmproj)
+        if mmproj is None:
+            return None  # the registry's backend serves it; audio goes as a transcript
+        key = f"{r.path}|{mmproj}"
+        if key not in self._built:
+            self._built[key] = OmniBackend(
+                r.path, mmproj=mmproj, mmproj_keep_s=getattr(ts, "mmproj_keep_s", 0.0),
+                n_ctx=ts.n_ctx, threads=ts.threads, n_batch=ts.n_batch, use_mmap=ts.use_mmap,
+            )
+        return self._built[key]
+
+    def close(self) -> None:
+        for b in self._built.values():
+            b.close()
+        self._built.clear()

@@ -15,8 +15,10 @@ from audio.errors import AudioError
 from audio.pcm import SAMPLE_RATE, read_audio
 from audio.vad import UtteranceSegmenter
 from daemon.app import Context, build_assistant
+from daemon.commands import ask_media
 from daemon.report import format_turn
 from daemon.turn import Assistant, TurnRecord
+from models.multimodal import MediaBackends
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="ask a typed question; the answer is spoken and printed",
         description="Answer a typed question with the tier the router picks.",
     )
-    p.add_argument("text", help="the question")
+    p.add_argument("text", nargs="?", default="", help="the question (optional with media)")
+    ask_media.add_options(p)
     p.add_argument("--no-speak", action="store_true", help="print the answer only")
     p.add_argument("--output", "-o", type=Path, metavar="WAV",
                    help="write the spoken answer here instead of playing it")
@@ -102,19 +105,23 @@ def _listen(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _ask(args: argparse.Namespace, ctx: Context) -> int:
-    if not args.text.strip():
+    media = ask_media.load_media(args)
+    if not args.text.strip() and not media:
         raise AudioError("nothing to ask: the question is empty")
     speak = not args.no_speak
-    assistant = build_assistant(ctx, hear=False, speak=speak)
+    assistant = build_assistant(ctx, hear=ask_media.needs_ear(media), speak=speak)
     _notice(assistant)
+    backends = MediaBackends(assistant.registry) if media else None
     sink = None
     if speak:
         sink = WavSink(args.output) if args.output else SpeakerSink(ctx.config.audio.output_device)
     try:
-        rec = assistant.text_turn(args.text, sink)
+        rec = assistant.text_turn(args.text.strip(), sink, media=media, media_backends=backends)
         if sink is not None:
             sink.close()
     finally:
+        if backends is not None:
+            backends.close()
         assistant.registry.close()
     if args.json:
         _emit(rec, True)
