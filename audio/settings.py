@@ -21,6 +21,9 @@ class VadSettings(_Frozen):
     min_speech_ms: int = Field(250, ge=10, description="shorter utterances are dropped as noise")
     end_silence_ms: int = Field(700, ge=100, description="silence that closes a turn")
     max_utterance_s: float = Field(30.0, gt=1.0, description="longer speech is cut here")
+    second_opinion: Literal["silero", "none"] = Field(
+        "silero", description="check closed utterances with Silero VAD to reject noise"
+    )
 
 
 class AsrSettings(_Frozen):

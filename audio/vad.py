@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -58,7 +59,11 @@ class UtteranceSegmenter:
     """Stateful VAD: push audio in, get finished utterances out."""
 
     def __init__(
-        self, settings: VadSettings, sample_rate: int = SAMPLE_RATE, pause_ms: int | None = None
+        self,
+        settings: VadSettings,
+        sample_rate: int = SAMPLE_RATE,
+        pause_ms: int | None = None,
+        second_opinion: Callable[[np.ndarray], bool] | None = None,
     ) -> None:
         if sample_rate not in (8000, 16000, 32000, 48000):
             raise ValueError(f"webrtcvad cannot run at {sample_rate} Hz")
@@ -78,6 +83,8 @@ class UtteranceSegmenter:
         self._last_voiced_at = time.perf_counter()
         self._pause_frames = (pause_ms // settings.frame_ms) if pause_ms else 0
         self._events: list[SegmentEvent] = []
+        self._second_opinion = second_opinion
+        self.rejected = 0  # utterances the second opinion took for noise
         self.state = VadState.SILENCE
 
     @property
@@ -188,6 +195,10 @@ class UtteranceSegmenter:
 
     def _close(self, truncated: bool) -> Utterance | None:
         utt = self._utterance(truncated)
+        if utt is not None and self._second_opinion is not None \
+                and not self._second_opinion(utt.samples):
+            self.rejected += 1
+            utt = None
         self._frames = []
         self._trailing_silence = 0
         self._voiced = 0
@@ -195,9 +206,18 @@ class UtteranceSegmenter:
         return utt
 
 
+def second_opinion(settings: VadSettings) -> Callable[[np.ndarray], bool] | None:
+    """The configured noise check for closed utterances, if any."""
+    if settings.second_opinion == "silero":
+        from audio.silero import SileroCheck
+
+        return SileroCheck().accepts
+    return None
+
+
 def split_utterances(samples: np.ndarray, settings: VadSettings) -> list[Utterance]:
     """All utterances in a whole recording (16 kHz mono int16)."""
-    seg = UtteranceSegmenter(settings)
+    seg = UtteranceSegmenter(settings, second_opinion=second_opinion(settings))
     found = seg.push(samples)
     # Trailing silence lets an utterance that ends at the very end of a file close normally.
     found += seg.push(np.zeros(SAMPLE_RATE * settings.end_silence_ms // 1000 + 1, np.int16))

@@ -26,7 +26,7 @@ from audio.devices import HeldSink, MicSource, SpeakerSink
 from audio.echo import EchoGate
 from audio.errors import AudioError
 from audio.settings import AudioSettings
-from audio.vad import SegmentKind, Utterance, UtteranceSegmenter, VadState
+from audio.vad import SegmentKind, Utterance, UtteranceSegmenter, VadState, second_opinion
 from daemon.config import ListenSettings
 from daemon.events import Event, EventKind, ListenMode, State
 from daemon.turn import Assistant, TurnRecord
@@ -177,13 +177,11 @@ class VoiceLoop:
             self._set_state(self._resting_state())
 
     def _open_devices(self) -> None:
+        mic = MicSource(self._audio.input_device, block_ms=self._audio.vad.frame_ms)
         if self.speaker is None:
-            mic = MicSource(self._audio.input_device, block_ms=self._audio.vad.frame_ms)
             self.speaker = SpeakerSink(self._audio.output_device, on_played=self._echo.played)
-            self._mic = mic
-        else:
-            self._mic = MicSource(self._audio.input_device, block_ms=self._audio.vad.frame_ms)
-        self._mic.start()
+        mic.start()
+        self._mic = mic
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
@@ -225,7 +223,8 @@ class VoiceLoop:
                 self._stop.wait(self._listen.device_retry_s)
 
     def _run(self) -> None:
-        seg = UtteranceSegmenter(self._audio.vad, pause_ms=self._listen.speculate_pause_ms or None)
+        seg = UtteranceSegmenter(self._audio.vad, pause_ms=self._listen.speculate_pause_ms or None,
+                                 second_opinion=second_opinion(self._audio.vad))
         silent_reads = 0
         while not self._stop.is_set():
             if self._mic is None or (silent_reads > 10 and not self._mic.alive):

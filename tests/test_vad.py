@@ -59,3 +59,32 @@ def test_streaming_in_small_blocks_matches_whole_file(make_speech):
         got += seg.push(samples[i : i + 160])
     got += seg.push(np.zeros(SAMPLE_RATE, np.int16)) + seg.flush()
     assert len(got) == 2 == len(split_utterances(samples, VadSettings()))
+
+
+def _noise_and_music() -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    noise = (rng.standard_normal(SAMPLE_RATE * 2) * 3000).astype(np.int16)
+    t = np.arange(SAMPLE_RATE * 3) / SAMPLE_RATE
+    chord = np.sin(2 * np.pi * 440 * t) + np.where(t % 0.5 < 0.25, np.sin(2 * np.pi * 554 * t),
+                                                   np.sin(2 * np.pi * 659 * t))
+    return [noise, (3000 * chord).astype(np.int16)]
+
+
+def test_silero_second_opinion_rejects_noise_that_webrtcvad_takes(make_speech):
+    plain = VadSettings(second_opinion="none")
+    checked = VadSettings(second_opinion="silero")
+    for sound in _noise_and_music():
+        assert split_utterances(sound, plain), "webrtcvad alone should take this for speech"
+        assert split_utterances(sound, checked) == []
+    speech = read_audio(make_speech(["Hello, how are you?"])).samples
+    assert len(split_utterances(speech, checked)) == 1
+
+
+def test_ten_minute_monologue_is_cut_at_the_maximum_length(make_speech):
+    one = read_audio(make_speech(["I keep talking and talking without stopping at all"],
+                                 lead_s=0.0)).samples
+    ten_minutes = np.tile(one, int(600 * SAMPLE_RATE / len(one)) + 1)[: 600 * SAMPLE_RATE]
+    utts = split_utterances(ten_minutes, VadSettings(max_utterance_s=30))
+    assert len(utts) >= 19  # about 600 s / 30 s
+    assert all(u.duration_s <= 30.5 for u in utts)
+    assert sum(u.truncated for u in utts) >= 18

@@ -7,12 +7,16 @@ as a loudspeaker next to a microphone would.
 
 from __future__ import annotations
 
+import os
 import queue
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
+from audio.errors import AudioError
 from daemon.app import Context, build_assistant
 from daemon.config import load_config
 from daemon.events import Event, EventKind, ListenMode, State
@@ -193,3 +197,91 @@ def test_forget_that_clears_the_memory(voice, make_speech):
     turn = h.turn()
     assert "forget" in turn["reason"]
     assert len(h.loop.assistant.memory) == 0
+
+
+class PrivatePulse:
+    """A PulseAudio server of this test's own, so it can be killed without harming others."""
+
+    def __init__(self, sock: Path) -> None:
+        self.sock = sock
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "--use-pid-file=no",
+             "-L", f"module-native-protocol-unix socket={self.sock} auth-anonymous=1",
+             "-L", "module-null-sink sink_name=room rate=16000 channels=1",
+             "-L", "module-null-sink sink_name=speaker"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        env = {**self.env, "PATH": "/usr/bin:/bin"}
+        for _ in range(100):
+            if subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode == 0:
+                return
+            time.sleep(0.05)
+        raise AssertionError("private PulseAudio server did not start")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"PULSE_SERVER": f"unix:{self.sock}", "PULSE_SOURCE": "room.monitor",
+                "PULSE_SINK": "speaker"}
+
+    def play(self, wav: Path) -> None:
+        subprocess.run(["paplay", "--device=room", str(wav)], env={**os.environ, **self.env},
+                       check=True, timeout=30)
+
+
+def test_microphone_that_goes_away_is_retried_and_comes_back(models_dir, monkeypatch, tmp_path,
+                                                             make_speech):
+    server = PrivatePulse(Path(tempfile.mkdtemp(prefix="sarai-pa-")) / "native")
+    server.start()
+    for key, value in server.env.items():
+        monkeypatch.setenv(key, value)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("listen:\n  device_retry_s: 0.5\n")
+    ctx = Context(load_config(cfg), Paths.from_env())
+    assistant = build_assistant(ctx, hear=True, speak=True)
+    events: queue.Queue[Event] = queue.Queue()
+    loop = VoiceLoop(ctx.config.audio, assistant, events.put, listen=ctx.config.listen)
+    loop.start()
+    h = Harness(loop, events, None)
+    try:
+        h.wait_state(State.LISTENING)
+        server.kill()
+        h.wait_state(State.ERROR, timeout=30)
+        h.no_turn(0.5)
+        messages = [e.data.get("message") or "" for e in h.seen if e.kind is EventKind.STATE]
+        assert any("microphone" in m and "retrying" in m for m in messages), messages
+        assert loop.wait(timeout=1) is False  # still running
+        server.start()
+        h.wait_state(State.LISTENING, timeout=30)
+        server.play(make_speech(["Hello, what is your name?"]))
+        assert "name" in h.turn()["transcript"].lower()
+    finally:
+        loop.stop()
+        assistant.registry.close()
+        server.kill()
+
+
+def test_no_microphone_at_start_waits_when_asked(models_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("PULSE_SERVER", f"unix:{tmp_path}/nothing-here")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("listen:\n  device_retry_s: 0.5\n")
+    ctx = Context(load_config(cfg), Paths.from_env())
+    assistant = build_assistant(ctx, hear=False, speak=False)
+    events: queue.Queue[Event] = queue.Queue()
+    loop = VoiceLoop(ctx.config.audio, assistant, events.put, listen=ctx.config.listen)
+    with pytest.raises(AudioError, match="no microphone available|cannot open the microphone"):
+        loop.start()
+    loop.start(wait_for_device=True)
+    try:
+        time.sleep(1.5)
+        assert loop.state is State.ERROR
+        assert loop.mic_errors >= 1
+    finally:
+        loop.stop()

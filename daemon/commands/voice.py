@@ -13,7 +13,7 @@ import numpy as np
 from audio.devices import SpeakerSink, WavSink
 from audio.errors import AudioError
 from audio.pcm import SAMPLE_RATE, read_audio
-from audio.vad import UtteranceSegmenter
+from audio.vad import UtteranceSegmenter, second_opinion
 from daemon.app import Context, build_assistant
 from daemon.commands import ask_media
 from daemon.report import format_turn
@@ -76,7 +76,8 @@ def _listen(args: argparse.Namespace, ctx: Context) -> int:
     _notice(assistant)
     assistant.registry.preload_pinned()
     sink = WavSink(args.output) if args.output else SpeakerSink(ctx.config.audio.output_device)
-    seg = UtteranceSegmenter(ctx.config.audio.vad)
+    vad = ctx.config.audio.vad
+    seg = UtteranceSegmenter(vad, second_opinion=second_opinion(vad))
     tail = np.zeros(SAMPLE_RATE * ctx.config.audio.vad.end_silence_ms // 1000 + _BLOCK, np.int16)
     samples = np.concatenate([pcm.samples, tail])
     turns = 0
