@@ -117,7 +117,8 @@ def test_projector_is_kept_for_keep_s_then_freed(omni):
     proj.acquire()  # a second turn within keep_s reuses it
     proj.release()
     deadline = time.monotonic() + 30
-    while proj.loaded and time.monotonic() < deadline:
+    # The listener is told just after the context is freed, on the timer's thread.
+    while (proj.loaded or len(seen) < 2) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not proj.loaded
     assert [i.state for i in seen] == [ProjectorState.LOADED, ProjectorState.UNLOADED]
