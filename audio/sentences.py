@@ -11,6 +11,8 @@ _END = re.compile(r"([.!?…]+[\"')\]]*)\s+|\n+")
 # Very long clauses are cut at a comma/semicolon so the first audio is not held back.
 _CLAUSE = re.compile(r"([,;:])\s+")
 _MAX_CLAUSE_CHARS = 90
+# The very first clause is spoken as soon as it is complete, so the first audio comes early.
+_FIRST_CLAUSE_CHARS = 20
 
 
 class SentenceSplitter:
@@ -18,6 +20,7 @@ class SentenceSplitter:
 
     def __init__(self) -> None:
         self._buf = ""
+        self._emitted = False
 
     def feed(self, text: str) -> list[str]:
         self._buf += text
@@ -25,12 +28,14 @@ class SentenceSplitter:
         while True:
             m = _END.search(self._buf)
             if m is None:
-                m = _CLAUSE.search(self._buf) if len(self._buf) > _MAX_CLAUSE_CHARS else None
+                limit = _MAX_CLAUSE_CHARS if self._emitted else _FIRST_CLAUSE_CHARS
+                m = next((c for c in _CLAUSE.finditer(self._buf) if c.end() > limit), None)
                 if m is None:
                     break
             piece, self._buf = self._buf[: m.end()].strip(), self._buf[m.end() :]
             if _speakable(piece):
                 out.append(piece)
+                self._emitted = True
         return out
 
     def flush(self) -> list[str]:

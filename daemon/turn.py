@@ -91,6 +91,19 @@ class Assistant:
     def forget(self) -> None:
         self.memory.clear()
 
+    def warm_up(self) -> None:
+        """Run the system prompt through every loaded tier once, so the first real turn finds
+        it in the model's prompt cache and only the new words need evaluating."""
+        warm = [Message("system", self._system), Message("user", "Hello")]
+        for tier in Tier:
+            if self.registry.is_loaded(tier):
+                try:
+                    for _ in self.registry.backend(tier).stream(warm, max_tokens=1,
+                                                                temperature=0.0):
+                        pass
+                except ModelError as exc:
+                    log.warning("warm-up of %s failed: %s", tier, exc)
+
     def remember(self, rec: TurnRecord) -> None:
         """Keep a finished turn in the conversation memory."""
         if rec.reply and rec.tier:

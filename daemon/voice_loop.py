@@ -165,6 +165,7 @@ class VoiceLoop:
         Without `wait_for_device`, a missing microphone or speaker raises AudioError; with it,
         the loop reports the error state and keeps retrying.
         """
+        self.assistant.warm_up()
         try:
             self._open_devices()
         except AudioError as exc:

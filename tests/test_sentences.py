@@ -28,3 +28,10 @@ def test_long_clause_is_cut_at_a_comma():
 
 def test_punctuation_only_is_not_spoken():
     assert list(sentences(["...", " ", "!!"])) == []
+
+
+def test_first_clause_is_spoken_early_later_ones_wait_for_the_sentence():
+    sp = SentenceSplitter()
+    assert sp.feed("Well, that is a lovely question, and") == ["Well, that is a lovely question,"]
+    assert sp.feed(" I think, honestly, it depends") == []
+    assert sp.flush() == ["and I think, honestly, it depends"]
