@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from audio.settings import AudioSettings
+from daemon.daemon_settings import DaemonSettings
 from daemon.events import ListenMode
 from models.settings import ModelsSettings
 from routing.settings import RoutingSettings
@@ -61,6 +62,7 @@ class Config(BaseModel):
     audio: AudioSettings
     routing: RoutingSettings
     models: ModelsSettings
+    daemon: DaemonSettings = DaemonSettings()
 
 
 def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
