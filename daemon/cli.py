@@ -12,6 +12,7 @@ from audio.errors import AudioError
 from daemon.app import Context
 from daemon.commands import config_cmd, run_cmd, setup_cmd, voice
 from daemon.config import ConfigError, load_config
+from daemon.control import ControlError
 from daemon.paths import Paths
 from models.errors import ModelError
 
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ctx = None if getattr(args, "no_context", False) else _context(args)
         return args.func(args, ctx) or 0
-    except (ConfigError, AudioError, ModelError) as exc:
+    except (ConfigError, AudioError, ModelError, ControlError) as exc:
         print(f"sarai: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
     except KeyboardInterrupt:

@@ -1,24 +1,31 @@
-"""`sarai run`: hands-free on the microphone until interrupted."""
+"""`sarai run`: the daemon — hands-free on the microphone, controlled through its socket."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
+import signal
 import sys
-import threading
 
-from daemon.app import Context, build_assistant
-from daemon.events import Event, EventKind
-from daemon.voice_loop import VoiceLoop
+from daemon.app import Context
+from daemon.events import Event, EventKind, State
+from daemon.logging_setup import setup_logging, under_journal
+from daemon.report import format_turn
+from daemon.supervisor import Daemon
+from daemon.turn import TurnRecord
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run",
-        help="listen on the microphone and answer aloud until interrupted",
+        help="run SARAi: listen on the microphone and answer aloud until stopped",
         description=(
-            "Hands-free: listen on the microphone, answer each utterance on the speaker. "
-            "Stop with Ctrl+C (or SIGTERM)."
+            "The SARAi daemon: listens on the microphone and answers each utterance on the "
+            "speaker, and serves the control socket that 'sarai status', 'sarai mute', "
+            "'sarai tray' … talk to. Stop it with Ctrl+C, SIGTERM or 'sarai quit'. "
+            "Under systemd it reports readiness and state (Type=notify) and feeds the watchdog."
         ),
     )
     p.add_argument("--json", action="store_true", help="print one JSON turn record per line")
@@ -27,19 +34,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace, ctx: Context) -> int:
-    from daemon.report import format_turn
-    from daemon.turn import TurnRecord
-
-    assistant = build_assistant(ctx, hear=True, speak=True)
-    note = assistant.registry.starter_notice()
-    if note:
-        print(f"sarai: {note}", file=sys.stderr, flush=True)
-    assistant.registry.preload_pinned()
-    done = threading.Event()
+    journal = under_journal()
+    settings = ctx.config.daemon
+    log_file = ctx.paths.state_dir / "daemon.log" if settings.log_file else None
+    setup_logging(logging.DEBUG if args.debug else logging.INFO, journal=journal,
+                  log_file=log_file)
+    announced = False
     count = 0
+    daemon: Daemon
 
     def on_event(ev: Event) -> None:
-        nonlocal count
+        nonlocal announced, count
         if ev.kind is EventKind.TURN:
             if args.json:
                 print(json.dumps(ev.data, ensure_ascii=False), flush=True)
@@ -47,19 +52,26 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
                 print(format_turn(TurnRecord(**ev.data)) + "\n", flush=True)
             count += 1
             if args.max_turns is not None and count >= args.max_turns:
-                done.set()
-        elif ev.kind is EventKind.STATE and ev.data.get("message"):
-            print(f"sarai: {ev.data['state']}: {ev.data['message']}", file=sys.stderr, flush=True)
+                daemon.request_stop(f"{count} turn(s) answered")
+        elif ev.kind is EventKind.STATE and not announced and \
+                ev.data["state"] in (State.LISTENING, State.MUTED):
+            announced = True
+            print("Listening… (Ctrl+C to stop)", file=sys.stderr, flush=True)
 
-    loop = VoiceLoop(ctx.config.audio, assistant, on_event, listen=ctx.config.listen)
-    try:
-        loop.start()
-        print("Listening… (Ctrl+C to stop)", file=sys.stderr, flush=True)
-        while not done.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        loop.stop()
-        assistant.registry.close()
-    return 0
+    daemon = Daemon(ctx, on_event=on_event, journal=journal)
+
+    def on_signal(signum: int, frame) -> None:  # noqa: ARG001
+        if daemon.stopping:
+            os._exit(128 + signum)  # asked twice: stop waiting for a clean shutdown
+        daemon.request_stop(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    rc = daemon.run()
+    # Everything is closed and unloaded by now. Tearing down the interpreter's modules
+    # (numpy, onnxruntime, ctranslate2, llama.cpp …) would take seconds more and do nothing
+    # useful, and systemd waits for the process, so leave right away.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
