@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from audio.settings import AudioSettings
 from daemon.daemon_settings import DaemonSettings
 from daemon.events import ListenMode
-from models.settings import ModelsSettings
+from models.settings import ModelsSettings, ResidencySettings
 from routing.settings import RoutingSettings
 
 DEFAULT_CONFIG_TEXT = files("daemon").joinpath("data/default_config.yaml").read_text("utf-8")
@@ -62,6 +62,7 @@ class Config(BaseModel):
     audio: AudioSettings
     routing: RoutingSettings
     models: ModelsSettings
+    residency: ResidencySettings = ResidencySettings()
     daemon: DaemonSettings = DaemonSettings()
 
 

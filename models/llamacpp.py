@@ -40,9 +40,16 @@ class LlamaCppBackend:
         threads: int | None = None,
         n_batch: int = 512,
         use_mmap: bool = True,
+        kv_type: str = "f16",
     ) -> None:
         check_gguf(path)
+        import llama_cpp
         from llama_cpp import Llama
+
+        kv = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0,
+              "q4_0": llama_cpp.GGML_TYPE_Q4_0}
+        if kv_type not in kv:
+            raise ModelError(f"unknown KV cache type '{kv_type}' (use f16, q8_0 or q4_0)")
 
         self.name = path.name
         self.path = path
@@ -56,6 +63,10 @@ class LlamaCppBackend:
                 n_threads_batch=threads,
                 n_batch=min(n_batch, n_ctx),
                 use_mmap=use_mmap,
+                type_k=kv[kv_type],
+                type_v=kv[kv_type],
+                # llama.cpp quantises the V cache only with flash attention
+                flash_attn=kv_type != "f16",
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:

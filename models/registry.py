@@ -1,18 +1,41 @@
-"""Which model serves each tier, loaded lazily, with starter models standing in."""
+"""Which model serves each tier, loaded through the residency manager, with starter stand-ins.
+
+`backend(tier)` loads the tier's model (once, whoever asks) within the RAM budget and returns a
+handle whose replies keep the model busy, so it is never unloaded mid-reply. A tier whose model
+cannot be loaded (missing, over budget, server down) raises ModelUnavailable, and the caller
+falls back to another tier.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from models import starter
-from models.backend import ChatBackend
+from models.backend import CancelToken, ChatBackend, Message
+from models.discovery import Found, discover, find_model
 from models.errors import ModelError, ModelUnavailable
-from models.llamacpp import LlamaCppBackend
-from models.ollama_backend import DEFAULT_HOST, OllamaBackend, ollama_has_model
-from models.settings import ModelsSettings, Residency, Tier, TierSettings
+from models.ggufinfo import read_info
+from models.llamacpp import LlamaCppBackend, check_gguf
+from models.memory import MIB
+from models.ollama_backend import (
+    DEFAULT_HOST,
+    OllamaBackend,
+    is_local,
+    keep_alive_for,
+    ollama_has_model,
+    ollama_model_size,
+    ollama_ps,
+)
+from models.openai_backend import OpenAIBackend, openai_has_model
+from models.residency import ResidencyManager
+from models.resident import Admission, Cost, Listener, ResidentInfo, ResidentKind, ResidentState
+from models.settings import ModelsSettings, Residency, ResidencySettings, Tier, TierSettings
 
 log = logging.getLogger(__name__)
 
@@ -22,27 +45,72 @@ class ResolvedTier:
     """What will answer for a tier, and why."""
 
     tier: Tier
-    backend: str  # "llamacpp", "ollama", …
+    backend: str  # "llamacpp", "ollama", "openai"
     model: str  # what a person would call it
     path: Path | None  # GGUF file for in-process backends
     starter: bool  # a starter model stands in for the configured one
     why: str = ""  # why the configured model is not used
+    host: str | None = None  # server for ollama / openai
+    mmproj: Path | None = None  # projector whose size is reserved with the model
 
     @property
     def key(self) -> tuple:
-        """Tiers with the same key share one loaded instance."""
+        """Tiers with the same key use the same model file or server model."""
         return (self.backend, str(self.path) if self.path else self.model)
 
 
-class ModelRegistry:
-    """Resolves tiers to models and keeps loaded backends, one instance per distinct model."""
+class TierHandle:
+    """What `backend(tier)` returns: streams through the resident model, keeping it busy.
 
-    def __init__(self, settings: ModelsSettings, models_dir: Path) -> None:
+    If the model was unloaded since (TTL, eviction, a user's unload), the next reply loads
+    it again within the budget, or raises ModelUnavailable.
+    """
+
+    def __init__(self, registry: ModelRegistry, tier: Tier, long_context: bool) -> None:
+        self._registry = registry
+        self.tier = tier
+        self.long_context = long_context
+        self.name = registry.resolve(tier).model
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int,
+        temperature: float = 0.7,
+        cancel: CancelToken | None = None,
+    ) -> Iterator[str]:
+        with self._registry._lease(self.tier, self.long_context) as backend:
+            yield from backend.stream(messages, max_tokens=max_tokens, temperature=temperature,
+                                      cancel=cancel)
+
+    def close(self) -> None:
+        """The registry owns the model; use `registry.unload(tier)` to free it."""
+
+
+class ModelRegistry:
+    """Resolves tiers to models and keeps them resident within one RAM budget."""
+
+    def __init__(
+        self,
+        settings: ModelsSettings,
+        models_dir: Path,
+        *,
+        residency: ResidencySettings | None = None,
+        manager: ResidencyManager | None = None,
+    ) -> None:
         self._s = settings
         self._dir = models_dir
+        self.residency = manager or ResidencyManager(residency or ResidencySettings())
+        self._owns_manager = manager is None
         self._resolved: dict[Tier, ResolvedTier] = {}
-        self._loaded: dict[tuple, ChatBackend] = {}
-        self._lock = threading.Lock()
+        self._found: list[Found] | None = None
+        self._handles: dict[tuple[Tier, bool], TierHandle] = {}
+        self._turns: dict[str, threading.Lock] = {}
+        self._lock = threading.RLock()
+        self._warm = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sarai-warm")
+
+    # --- resolution ----------------------------------------------------------------------
 
     def settings(self, tier: Tier) -> TierSettings:
         return self._s.tier(tier)
@@ -51,23 +119,56 @@ class ModelRegistry:
         p = Path(name).expanduser()
         return p if p.is_absolute() else self._dir / p
 
+    def discovered(self) -> list[Found]:
+        """GGUF files on this machine (models folder, search_dirs, HF cache, Ollama store)."""
+        with self._lock:
+            if self._found is None:
+                self._found = discover(self._dir, self._s.search_dirs)
+            return self._found
+
+    def refresh(self) -> None:
+        """Forget resolutions and discovery (after installing a model)."""
+        with self._lock:
+            self._resolved.clear()
+            self._found = None
+            self._handles.clear()
+
+    def find_file(self, name: str) -> Path | None:
+        """A configured GGUF name as a file: a path, a name in models_dir or search_dirs, or
+        a file found in the HF cache or Ollama's store (by file, repo or Ollama name)."""
+        p = Path(name).expanduser()
+        if p.is_absolute():
+            return p if p.is_file() else None
+        for folder in (self._dir, *self._s.search_dirs):
+            if (folder.expanduser() / p).is_file():
+                return folder.expanduser() / p
+        found = find_model(name, self.discovered())
+        return found.path if found else None
+
     def resolve(self, tier: Tier) -> ResolvedTier:
-        if tier not in self._resolved:
-            self._resolved[tier] = self._resolve(tier, self._s.tier(tier))
-        return self._resolved[tier]
+        with self._lock:
+            if tier not in self._resolved:
+                self._resolved[tier] = self._resolve(tier, self._s.tier(tier))
+            return self._resolved[tier]
 
     def _resolve(self, tier: Tier, ts: TierSettings) -> ResolvedTier:
         if ts.backend == "llamacpp":
-            path = self.model_path(ts.model)
-            if path.is_file():
-                return ResolvedTier(tier, "llamacpp", path.name, path, False)
-            why = f"{ts.model} not found in {path.parent}"
+            path = self.find_file(ts.model)
+            if path is not None:
+                mmproj = self.find_file(ts.mmproj) if ts.mmproj else None
+                return ResolvedTier(tier, "llamacpp", path.name, path, False, mmproj=mmproj)
+            why = f"{ts.model} not found in {self._dir} or the other places searched"
         elif ts.backend == "ollama":
-            ok, why = ollama_has_model(ts.host or DEFAULT_HOST, ts.model)
+            host = ts.host or DEFAULT_HOST
+            ok, why = ollama_has_model(host, ts.model)
             if ok:
-                return ResolvedTier(tier, "ollama", ts.model, None, False)
+                return ResolvedTier(tier, "ollama", ts.model, None, False, host=host)
         else:
-            why = f"backend '{ts.backend}' is not available in this build"
+            if ts.host is None:
+                raise ModelError(f"tier {tier}: the openai backend needs a host (server URL)")
+            ok, why = openai_has_model(ts.host, ts.model, api_key_env=ts.api_key_env)
+            if ok:
+                return ResolvedTier(tier, "openai", ts.model, None, False, host=ts.host)
         if ts.starter is None:
             raise ModelUnavailable(f"tier {tier}: {why}, and no starter model is configured")
         model = starter.CATALOGUE.get(ts.starter)
@@ -85,31 +186,114 @@ class ModelRegistry:
         return (f"Production models not found, so starter models answer instead: {lines}. "
                 "See 'sarai models' to install the real ones.")
 
-    def backend(self, tier: Tier) -> ChatBackend:
-        """The loaded model for `tier`, loading it on first use."""
+    # --- keys and costs ------------------------------------------------------------------
+
+    def n_ctx(self, tier: Tier, long_context: bool = False) -> int:
+        ts = self._s.tier(tier)
+        return ts.n_ctx_long if long_context and ts.n_ctx_long else ts.n_ctx
+
+    def key(self, tier: Tier, long_context: bool = False) -> str:
+        """The residency key: one resident per file and context size, or per server model."""
+        r = self.resolve(tier)
+        if r.backend == "llamacpp":
+            return f"llamacpp:{r.path}@{self.n_ctx(tier, long_context)}"
+        return f"{r.backend}:{r.host}/{r.model}"
+
+    def estimate(self, tier: Tier, long_context: bool = False) -> Cost:
+        """What loading the tier will take from the budget (reads the GGUF header)."""
         r = self.resolve(tier)
         ts = self._s.tier(tier)
+        if r.backend == "llamacpp":
+            assert r.path is not None
+            if r.starter and not r.path.is_file():
+                raise ModelUnavailable(
+                    f"tier {tier}: starter model {r.model} is not installed; run 'sarai setup'"
+                )
+            check_gguf(r.path)
+            est = read_info(r.path).estimate_mb(self.n_ctx(tier, long_context),
+                                                kv_type=ts.kv_type, n_batch=ts.n_batch)
+            proj = r.mmproj.stat().st_size / MIB if r.mmproj is not None else 0.0
+            return Cost(weights_mb=est.weights_mb, extra_mb=est.kv_mb + est.compute_mb + proj,
+                        weights_file=str(r.path.resolve()) if ts.use_mmap else None)
+        if r.backend == "ollama" and r.host and is_local(r.host):
+            size = ollama_model_size(r.host, r.model)
+            return Cost(extra_mb=size / MIB if size else 0.0)
+        return Cost()  # a remote server's memory is not ours
+
+    # --- loading -------------------------------------------------------------------------
+
+    def _loader(self, tier: Tier, long_context: bool) -> Callable[[], ChatBackend]:
+        r = self.resolve(tier)
+        ts = self._s.tier(tier)
+        if r.backend == "ollama":
+            def load_ollama() -> ChatBackend:
+                b = OllamaBackend(r.host or DEFAULT_HOST, r.model,
+                                  n_ctx=self.n_ctx(tier, long_context),
+                                  keep_alive=keep_alive_for(ts))
+                b.load()
+                return b
+            return load_ollama
+        if r.backend == "openai":
+            assert r.host is not None
+            return lambda: OpenAIBackend(r.host or "", r.model, api_key_env=ts.api_key_env)
+        assert r.path is not None
+        path = r.path
+
+        def load_llamacpp() -> ChatBackend:
+            log.info("loading %s for %s", r.model, tier)
+            return LlamaCppBackend(path, n_ctx=self.n_ctx(tier, long_context),
+                                   threads=ts.threads, n_batch=ts.n_batch,
+                                   use_mmap=ts.use_mmap, kv_type=ts.kv_type)
+        return load_llamacpp
+
+    def _acquire(self, tier: Tier, long_context: bool, *, use: bool) -> ChatBackend:
+        r = self.resolve(tier)
+        ts = self._s.tier(tier)
+        return self.residency.acquire(
+            self.key(tier, long_context),
+            self._loader(tier, long_context),
+            name=r.model + (" (long context)" if long_context and ts.n_ctx_long else ""),
+            cost=lambda: self.estimate(tier, long_context),
+            tier=tier,
+            kind=ResidentKind.LLM,
+            policy=ts.residency,
+            ttl_s=ts.ttl_s if ts.residency is Residency.TTL else None,
+            closer=lambda b: b.close(),
+            external=r.backend != "llamacpp",
+            detail=f"{r.backend}, n_ctx {self.n_ctx(tier, long_context)}"
+            + (", starter stand-in" if r.starter else ""),
+            use=use,
+        )
+
+    @contextlib.contextmanager
+    def _lease(self, tier: Tier, long_context: bool) -> Iterator[ChatBackend]:
+        """The resident model for one reply: busy (never unloaded) until the block ends, and
+        one reply at a time per model, since a llama.cpp context is not thread-safe."""
+        key = self.key(tier, long_context)
         with self._lock:
-            if r.key in self._loaded:
-                return self._loaded[r.key]
-            if r.backend == "ollama":
-                keep = -1 if ts.residency is Residency.PINNED else f"{int(ts.ttl_s)}s"
-                b: ChatBackend = OllamaBackend(
-                    ts.host or DEFAULT_HOST, ts.model, n_ctx=ts.n_ctx, keep_alive=keep
-                )
-            else:
-                assert r.path is not None
-                if r.starter and not r.path.is_file():
-                    raise ModelUnavailable(
-                        f"tier {tier}: starter model {r.model} is not installed; run 'sarai setup'"
-                    )
-                log.info("loading %s for %s", r.model, tier)
-                b = LlamaCppBackend(
-                    r.path, n_ctx=ts.n_ctx, threads=ts.threads, n_batch=ts.n_batch,
-                    use_mmap=ts.use_mmap,
-                )
-            self._loaded[r.key] = b
-            return b
+            turn = self._turns.setdefault(key, threading.Lock())
+        with turn:
+            backend = self._acquire(tier, long_context, use=True)
+            try:
+                yield backend
+            finally:
+                self.residency.release(key)
+
+    def backend(self, tier: Tier, *, long_context: bool = False) -> ChatBackend:
+        """The tier's model, loaded (within the budget) if it is not resident yet."""
+        self._acquire(tier, long_context, use=False)
+        with self._lock:
+            handle = self._handles.get((tier, long_context))
+            if handle is None:
+                handle = self._handles[(tier, long_context)] = TierHandle(self, tier, long_context)
+            return handle
+
+    def is_loaded(self, tier: Tier, *, long_context: bool = False) -> bool:
+        try:
+            key = self.key(tier, long_context)
+        except ModelError:
+            return False
+        return self.residency.state(key) is ResidentState.RESIDENT
 
     def preload_pinned(self) -> None:
         """Load every tier whose residency is `pinned`, so the first turn does not wait."""
@@ -117,11 +301,143 @@ class ModelRegistry:
             if self._s.tier(tier).residency is Residency.PINNED:
                 self.backend(tier)
 
-    def is_loaded(self, tier: Tier) -> bool:
-        return self.resolve(tier).key in self._loaded
+    # --- for the router and the daemon ---------------------------------------------------
+
+    def can_load(self, tier: Tier, *, long_context: bool = False) -> Admission:
+        """Whether the tier is resident or could be loaded now, and what that would evict."""
+        try:
+            key = self.key(tier, long_context)
+            cost = self.estimate(tier, long_context)
+        except ModelError as exc:
+            return Admission(False, str(exc), 0.0, 0.0)
+        return self.residency.admission(key, cost, external=self.resolve(tier).backend
+                                        != "llamacpp")
+
+    def warm_up(self, tier: Tier, *, long_context: bool = False,
+                evict: bool = False) -> Future[bool]:
+        """Load the tier in the background (e.g. when the router expects it soon).
+
+        Without `evict`, a warm-up that would push out another resident is skipped. The future
+        holds True once it is resident, False if skipped or it failed (the reason is logged).
+        """
+        def run() -> bool:
+            adm = self.can_load(tier, long_context=long_context)
+            if adm.resident:
+                return True
+            if not adm.ok or (adm.evicts and not evict):
+                log.info("not warming up %s: %s", tier, adm.reason if not adm.ok
+                         else f"it would evict {', '.join(adm.evicts)}")
+                return False
+            try:
+                self.backend(tier, long_context=long_context)
+                return True
+            except ModelError as exc:
+                log.warning("warming up %s failed: %s", tier, exc)
+                return False
+
+        return self._warm.submit(run)
+
+    def load(self, tier: Tier, *, long_context: bool = False) -> ResidentInfo:
+        """Load the tier now (`sarai models load`); its snapshot afterwards."""
+        self.backend(tier, long_context=long_context)
+        info = self.residency.info(self.key(tier, long_context))
+        if info is None:
+            raise ModelUnavailable(f"{tier} was unloaded again right after loading")
+        return info
+
+    def unload(self, tier: Tier, *, force: bool = False, wait_s: float = 30.0) -> bool:
+        """Unload the tier's model (both context sizes); False when nothing was resident.
+        Pinned models stay unless `force`; a reply in progress is waited for (`wait_s`)."""
+        keys = {self.key(tier, False), self.key(tier, True)}
+        return any([self.residency.unload(k, force=force, reason=f"unloaded ({tier})",
+                                          wait_s=wait_s) for k in sorted(keys)])
+
+    def pin(self, tier: Tier, pinned: bool | None = True) -> ResidentInfo:
+        """Pin the tier's model (loading it first), unpin it (False) or restore the config's
+        policy (None). Lasts while this process runs."""
+        if pinned:
+            self.backend(tier)
+        return self.residency.set_pinned(self.key(tier), pinned)
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        return self.residency.subscribe(listener)
+
+    def resident(self, *, include_ollama: bool = True) -> list[ResidentInfo]:
+        """SARAi's residents, plus what configured Ollama servers report as loaded."""
+        infos = self.residency.snapshot()
+        if not include_ollama:
+            return infos
+        hosts = {self._s.tier(t).host or DEFAULT_HOST for t in Tier
+                 if self._s.tier(t).backend == "ollama"}
+        by_key = {i.key: i for i in infos}
+        timeout = self.residency.settings.ollama_ps_timeout_s
+        for host in sorted(hosts):
+            try:
+                loaded = ollama_ps(host, timeout)
+            except ModelUnavailable as exc:
+                log.debug("%s", exc)
+                continue
+            for m in loaded:
+                note = (f"Ollama holds {m.size_mb:.0f} MB"
+                        + (f", expires in {m.expires_in_s:.0f} s" if m.expires_in_s is not None
+                           else ", kept loaded"))
+                key = f"ollama:{host}/{m.model.removesuffix(':latest')}"
+                mine = by_key.get(key) or by_key.get(f"ollama:{host}/{m.model}")
+                if mine is not None:
+                    by_key[mine.key] = replace(mine, detail=f"{mine.detail}; {note}".strip("; "),
+                                               expires_in_s=m.expires_in_s)
+                    continue
+                names = (m.model, m.model.removesuffix(":latest"))
+                tiers = tuple(t for t in Tier if self._s.tier(t).backend == "ollama"
+                              and self._s.tier(t).model in names)
+                by_key[key] = ResidentInfo(
+                    key=key, name=m.model, kind=ResidentKind.LLM, tiers=tiers,
+                    state=ResidentState.RESIDENT, policy=Residency.ON_DEMAND,
+                    pinned=m.expires_in_s is None, estimate_mb=0.0, charged_mb=0.0,
+                    anon_mb=None, file_mb=None, loaded_at=None, idle_s=None,
+                    expires_in_s=m.expires_in_s, in_use=0, external=True,
+                    detail=f"loaded in Ollama at {host} (not by SARAi); {note}",
+                )
+        return list(by_key.values())
 
     def close(self) -> None:
-        with self._lock:
-            for b in self._loaded.values():
-                b.close()
-            self._loaded.clear()
+        """Unload this registry's models (everything, when it owns the manager)."""
+        self._warm.shutdown(wait=False, cancel_futures=True)
+        if self._owns_manager:
+            self.residency.close()
+            return
+        for tier in Tier:
+            with contextlib.suppress(ModelError):
+                self.unload(tier, force=True)
+
+    @property
+    def _loaded(self) -> _LoadedByFile:
+        """For code written against the first registry, which kept `_loaded[(backend, path)]`;
+        new code calls `unload(tier)`."""
+        return _LoadedByFile(self)
+
+
+class _LoadedByFile:
+    """`pop(resolved.key)` unloads every resident of that model and returns None (the
+    manager has closed it already)."""
+
+    def __init__(self, registry: ModelRegistry) -> None:
+        self._r = registry
+
+    def pop(self, key: tuple, default: object = None) -> object:
+        for tier in Tier:
+            with contextlib.suppress(ModelError):
+                if self._r.resolve(tier).key == key:
+                    self._r.unload(tier, force=True)
+        return default
+
+    def __contains__(self, key: object) -> bool:
+        return any(self._r.is_loaded(t) for t in Tier
+                   if _safe_key(self._r, t) == key)
+
+
+def _safe_key(registry: ModelRegistry, tier: Tier) -> tuple | None:
+    try:
+        return registry.resolve(tier).key
+    except ModelError:
+        return None

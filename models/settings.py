@@ -1,8 +1,9 @@
-"""Settings for the model tiers, built once from the config and passed in."""
+"""Settings for the model tiers and the RAM budget, built once from the config and passed in."""
 
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,6 +22,9 @@ class Residency(StrEnum):
     ON_DEMAND = "on_demand"  # loaded when needed, unloaded under memory pressure
 
 
+KvType = Literal["f16", "q8_0", "q4_0"]
+
+
 class TierSettings(BaseModel):
     """One model tier: which backend serves it, with which model, and how it stays resident."""
 
@@ -29,8 +33,17 @@ class TierSettings(BaseModel):
     backend: Literal["llamacpp", "ollama", "openai"] = "llamacpp"
     model: str = Field(description="GGUF file (path or name in models_dir) or server model name")
     host: str | None = Field(None, description="server URL for the ollama/openai backends")
+    api_key_env: str | None = Field(
+        None, description="openai backend: environment variable holding the API key"
+    )
     starter: str | None = Field(
         "smollm2-135m", description="starter model used while `model` is not available"
+    )
+    mmproj: str | None = Field(
+        None, description="multimodal projector GGUF; its size is reserved in the RAM budget"
+    )
+    mmproj_keep_s: float = Field(
+        0.0, ge=0, description="seconds the projector stays loaded after a media turn"
     )
     n_ctx: int = Field(2048, ge=128, le=1_048_576)
     n_ctx_long: int | None = Field(None, ge=128, description="second context size, same file")
@@ -39,6 +52,7 @@ class TierSettings(BaseModel):
     threads: int | None = Field(None, ge=1, description="CPU threads; null = all cores")
     n_batch: int = Field(512, ge=1)
     use_mmap: bool = True
+    kv_type: KvType = Field("f16", description="KV cache element type (q8_0/q4_0 save RAM)")
     residency: Residency = Residency.ON_DEMAND
     ttl_s: float = Field(60.0, gt=0)
 
@@ -50,6 +64,29 @@ class ModelsSettings(BaseModel):
     omni_quality: TierSettings
     expert: TierSettings
     tiny: TierSettings
+    search_dirs: tuple[Path, ...] = Field(
+        (), description="more folders searched for GGUF files (besides models_dir)"
+    )
+    pull_url: str = Field(
+        "https://huggingface.co",
+        description="where `sarai models pull` downloads from ($SARAI_PULL_URL overrides)",
+    )
 
     def tier(self, tier: Tier) -> TierSettings:
         return getattr(self, tier.value)
+
+
+class ResidencySettings(BaseModel):
+    """The one RAM budget that everything SARAi keeps resident must fit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    budget_gb: float = Field(12.0, gt=0, description="LLMs + projectors + ASR + TTS, in GB")
+    check_available: bool = Field(
+        True, description="also refuse a load that the machine's free RAM cannot hold"
+    )
+    ollama_ps_timeout_s: float = Field(1.0, gt=0, description="how long to wait for Ollama's ps")
+
+    @property
+    def budget_mb(self) -> float:
+        return self.budget_gb * 1024.0

@@ -1,0 +1,96 @@
+"""What this process really holds in RAM, read from /proc (Linux).
+
+mmap'd model weights show up as file-backed RSS and weights read into malloc'd buffers as
+anonymous RSS, so the two are reported apart: both count against the budget, but only the
+file-backed part is shared with the page cache and other processes mapping the same file.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+_STATUS = Path("/proc/self/status")
+_MEMINFO = Path("/proc/meminfo")
+
+
+@dataclass(frozen=True)
+class MemorySample:
+    """Resident memory of this process in MiB."""
+
+    anon_mb: float
+    file_mb: float
+    shmem_mb: float = 0.0
+    peak_mb: float = 0.0  # VmHWM: the high-water mark since start or the last reset
+
+    @property
+    def total_mb(self) -> float:
+        return self.anon_mb + self.file_mb + self.shmem_mb
+
+    def minus(self, before: MemorySample) -> MemorySample:
+        """What changed since `before` (negative numbers are clamped to zero)."""
+        return MemorySample(
+            max(0.0, self.anon_mb - before.anon_mb),
+            max(0.0, self.file_mb - before.file_mb),
+            max(0.0, self.shmem_mb - before.shmem_mb),
+        )
+
+
+def _kib_fields(path: Path, names: set[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    try:
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in names:
+                out[key] = int(value.split()[0]) / 1024.0
+    except (OSError, ValueError, IndexError) as exc:
+        log.debug("cannot read %s: %s", path, exc)
+    return out
+
+
+def sample() -> MemorySample:
+    """This process's resident memory right now."""
+    f = _kib_fields(_STATUS, {"RssAnon", "RssFile", "RssShmem", "VmHWM"})
+    return MemorySample(
+        f.get("RssAnon", 0.0), f.get("RssFile", 0.0), f.get("RssShmem", 0.0), f.get("VmHWM", 0.0)
+    )
+
+
+def available_mb() -> float | None:
+    """MemAvailable from /proc/meminfo: what the kernel could hand out without swapping."""
+    return _kib_fields(_MEMINFO, {"MemAvailable"}).get("MemAvailable")
+
+
+def reset_peak() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0), so a later sample's peak is local."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+_libc: ctypes.CDLL | None = None
+
+
+def release_freed() -> None:
+    """Hand memory that was freed back to the kernel, so unloading shows up in RSS.
+
+    glibc keeps freed heap pages for reuse; without malloc_trim a model's buffers can stay
+    counted in RssAnon long after the model is gone.
+    """
+    global _libc
+    gc.collect()
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        _libc.malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
