@@ -13,6 +13,7 @@ from daemon.paths import Paths
 from daemon.turn import Assistant
 from models import starter
 from models.registry import ModelRegistry
+from routing.availability import from_registry
 from routing.router import Router
 
 
@@ -58,10 +59,12 @@ def build_assistant(ctx: Context, *, hear: bool, speak: bool) -> Assistant:
     if voices is not None:
         voices.preload()
     language = cfg.audio.asr.language
+    registry = ModelRegistry(cfg.models, ctx.models_dir)
     return Assistant(
         system_prompt=cfg.assistant.system_prompt,
-        registry=ModelRegistry(cfg.models, ctx.models_dir),
-        router=Router(cfg.routing),
+        registry=registry,
+        router=Router(cfg.routing, cache_dir=ctx.paths.state_dir / "router",
+                      availability=from_registry(registry)),
         memory=Conversation(cfg.assistant.history_turns, cfg.assistant.history_tokens),
         transcriber=transcriber,
         voices=voices,

@@ -27,7 +27,8 @@ from models.multimodal import MediaBackends, accepted_kinds, prepare_user_turn
 from models.registry import ModelRegistry
 from models.settings import Tier
 from routing.fallback import candidates
-from routing.router import Router, TurnSignals
+from routing.router import Action, Router, TurnSignals
+from routing.signals import Attachment as RoutedAttachment
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,8 @@ class Assistant:
         """Answer one utterance. Timings are measured from the moment speech ended."""
         rec = transcribed or self.transcribe(utt)
         signals = TurnSignals(rec.transcript, audio_s=utt.duration_s,
-                              speech_ratio=utt.speech_ratio)
+                              speech_ratio=utt.speech_ratio,
+                              audio=self.router.audio_features(utt.samples))
         rec = self._answer(rec, signals, sink, utt.speech_end_at, cancel or CancelToken())
         if remember:
             self.remember(rec)
@@ -148,7 +150,9 @@ class Assistant:
                          language=self.language, audio_s=audio_s)
         self._media = (text, tuple(media), media_backends)
         try:
-            rec = self._answer(rec, TurnSignals(shown, audio_s=audio_s), sink,
+            signals = TurnSignals(shown, audio_s=audio_s,
+                                  attachments=tuple(RoutedAttachment.of(a) for a in media))
+            rec = self._answer(rec, signals, sink,
                                time.perf_counter(), cancel or CancelToken())
         finally:
             self._media = None
@@ -212,12 +216,15 @@ class Assistant:
         t = time.perf_counter()
         decision = self.router.decide(signals)
         rec.timings["route"] = _ms(t)
+        if decision.action is Action.SKIP:  # e.g. a transcript that is only "[music]"
+            rec.reason = decision.reason
+            return
         rec.tier, rec.reason = decision.tier.value, decision.reason
         messages = self._messages(rec)
         splitter = SentenceSplitter()
         reply: list[str] = []
         failures: list[str] = []
-        for tier in candidates(decision.tier):
+        for tier in decision.candidates or candidates(decision.tier):
             try:
                 self._stream(tier, messages, rec, reply, splitter, speech, t0, cancel)
                 rec.tier = tier.value
