@@ -23,6 +23,7 @@ from daemon.control_protocol import (
     UnmuteRequest,
 )
 from daemon.events import ListenMode, State
+from models.backend import CancelToken
 from models.errors import ModelError
 from models.settings import Tier
 
@@ -90,10 +91,15 @@ def _ask(d: Daemon, req: AskRequest) -> dict[str, Any]:
             rec = loop.ask(req.text)  # spoken, interruptible, announced by the loop
         else:
             sink = loop.speaker if req.speak and loop is not None else None
-            with d.ask_lock:
-                if sink is not None:
-                    d.publish_state(State.THINKING)
-                rec = assistant.text_turn(req.text, sink, media=media)
+            cancel = CancelToken()
+            d.asks.add(cancel)
+            try:
+                with d.ask_lock:
+                    if sink is not None:
+                        d.publish_state(State.THINKING)
+                    rec = assistant.text_turn(req.text, sink, cancel, media=media)
+            finally:
+                d.asks.discard(cancel)
             d.publish_turn(rec.as_dict())
             if sink is not None:
                 d.publish_state(_resting(d))

@@ -1,27 +1,24 @@
-"""Which models are resident, and loading / unloading / pinning them by tier from the daemon.
+"""The daemon's view of model residency: a per-tier snapshot, load / unload / pin by tier, and
+a `residency` event whenever what is resident changes.
 
-This is the one place the daemon touches model residency, so that a richer residency manager
-can replace the plain ModelRegistry behind it without the control API or the tray changing.
-
-It also keeps unloading safe: the Assistant gets a registry whose backends count the replies
-they are streaming, and a model is only closed once none is (llama.cpp would crash if its
-memory went away mid-reply). One reply at a time runs on each loaded model for the same
-reason: a llama.cpp context is not thread-safe.
+The residency manager behind ModelRegistry does the real work (the RAM budget, eviction, never
+unloading a model mid-reply); this adapter is the one place the daemon, the control API and
+the tray touch it, and turns its snapshots into plain JSON-ready data.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import psutil
-
-from models.backend import ChatBackend, Message
-from models.errors import ModelError, ModelUnavailable
+from models import memory
+from models.errors import ModelError
 from models.registry import ModelRegistry
+from models.resident import ResidencyEvent, ResidentInfo, ResidentState
 from models.settings import Residency, Tier
 
 log = logging.getLogger(__name__)
@@ -37,212 +34,114 @@ class TierView:
     starter: bool
     resident: bool
     pinned: bool
-    size_mb: float | None = None
+    size_mb: float | None = None  # what it counts against the budget (or its file, if unloaded)
 
 
 @dataclass(frozen=True)
 class ResidencyView:
-    """A snapshot for `models ps`, the tray and the `residency` event."""
+    """A snapshot for `models ps`, `status`, the tray and the `residency` event."""
 
     tiers: tuple[TierView, ...]
-    used_mb: float  # resident memory of the whole daemon (models, ASR, TTS, Python)
-    models_mb: float  # what the resident model files weigh, each shared file counted once
-    budget_mb: float | None
+    residents: tuple[ResidentInfo, ...]  # everything on the budget's books (ASR, TTS too)
+    used_mb: float  # charged against the budget
+    budget_mb: float
+    process_mb: float  # resident memory of the whole daemon
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "models": [asdict(t) for t in self.tiers],
-            "ram": {"used_mb": round(self.used_mb), "models_mb": round(self.models_mb),
-                    "budget_mb": round(self.budget_mb) if self.budget_mb else None},
+            "resident": [r.as_dict() for r in self.residents],
+            "ram": {"used_mb": round(self.used_mb), "budget_mb": round(self.budget_mb),
+                    "process_mb": round(self.process_mb)},
         }
 
 
-class _GuardedBackend:
-    """A loaded backend that knows how many replies it is streaming, and can be retired."""
+class DaemonResidency:
+    """Snapshots and tier actions over the registry; announces changes on its own thread."""
 
-    def __init__(self, inner: ChatBackend) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self._cond = threading.Condition()
-        self._one_at_a_time = threading.Lock()
-        self._users = 0
-        self._retired = False
-        self._abort = threading.Event()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def stream(self, messages: Sequence[Message], **kw: Any) -> Iterator[str]:
-        with self._cond:
-            if self._retired:
-                raise ModelUnavailable(f"{self.name} was unloaded")
-            self._users += 1
-        try:
-            with self._one_at_a_time:
-                chunks = self.inner.stream(messages, **kw)
-                try:
-                    for chunk in chunks:
-                        if self._abort.is_set():
-                            break  # shutting down: the reply ends here
-                        yield chunk
-                finally:
-                    close = getattr(chunks, "close", None)
-                    if close is not None:
-                        close()
-        finally:
-            with self._cond:
-                self._users -= 1
-                self._cond.notify_all()
-
-    def retire(self, timeout: float, *, abort: bool = False) -> bool:
-        """Refuse new replies and wait for running ones (cut short with `abort`); False, and
-        still usable, if one is still running after `timeout`."""
-        with self._cond:
-            self._retired = True
-            if abort:
-                self._abort.set()
-            if self._cond.wait_for(lambda: self._users == 0, timeout):
-                return True
-            self._retired = False
-            self._abort.clear()
-            return False
-
-    def close(self) -> None:
-        self.inner.close()
-
-
-class _GuardedRegistry:
-    """The registry the Assistant uses: the real one, with every backend guarded."""
-
-    def __init__(self, inner: ModelRegistry, on_load: Callable[[], None]) -> None:
-        self._inner = inner
-        self._on_load = on_load
-        self._guards: dict[tuple, _GuardedBackend] = {}
-        self._lock = threading.Lock()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    def backend(self, tier: Tier) -> ChatBackend:
-        was_loaded = self._inner.is_loaded(tier)
-        raw = self._inner.backend(tier)
-        key = self._inner.resolve(tier).key
-        with self._lock:
-            guard = self._guards.get(key)
-            if guard is None or guard.inner is not raw:
-                guard = self._guards[key] = _GuardedBackend(raw)
-        if not was_loaded:
-            self._on_load()
-        return guard  # type: ignore[return-value]
-
-    def guard(self, key: tuple) -> _GuardedBackend | None:
-        with self._lock:
-            return self._guards.get(key)
-
-    def forget_guard(self, key: tuple) -> None:
-        with self._lock:
-            self._guards.pop(key, None)
-
-
-class RegistryResidency:
-    """Residency on top of ModelRegistry: snapshot, load, unload, pin, close."""
-
-    def __init__(self, registry: ModelRegistry, on_change: Callable[[ResidencyView], None],
-                 budget_mb: float | None = None) -> None:
-        self._inner = registry
+    def __init__(self, registry: ModelRegistry,
+                 on_change: Callable[[ResidencyView], None]) -> None:
+        self.registry = registry
         self._on_change = on_change
-        self._budget_mb = budget_mb
-        self.registry = _GuardedRegistry(registry, self._changed)
-        self._pinned = {t for t in Tier if registry.settings(t).residency is Residency.PINNED}
-        self._lock = threading.RLock()
+        # Listeners are told from whichever thread changed residency, possibly holding its
+        # locks; the snapshot is taken here, on a thread of our own, instead.
+        self._changes: queue.Queue[bool] = queue.Queue()
+        self._unsubscribe = registry.subscribe(self._heard)
+        self._thread = threading.Thread(target=self._announce, name="residency-events",
+                                        daemon=True)
+        self._thread.start()
 
     # --- what is resident -------------------------------------------------------------
 
     def snapshot(self) -> ResidencyView:
-        views, seen, models_mb = [], set(), 0.0
+        reg = self.registry
+        residents = tuple(reg.resident(include_ollama=False))
+        views = []
         for tier in Tier:
+            info = next((i for i in residents if tier in i.tiers
+                         and i.state is ResidentState.RESIDENT), None)
+            policy_pinned = reg.settings(tier).residency is Residency.PINNED
             try:
-                r = self._inner.resolve(tier)
+                r = reg.resolve(tier)
             except ModelError as exc:
                 views.append(TierView(tier.value, f"unavailable: {exc}", "-", False, False,
-                                      tier in self._pinned))
+                                      policy_pinned))
                 continue
-            size = r.path.stat().st_size / MIB if r.path and r.path.is_file() else None
-            resident = self._inner.is_loaded(tier)
-            if resident and size and r.key not in seen:
-                models_mb += size
-                seen.add(r.key)
-            views.append(TierView(tier.value, r.model, r.backend, r.starter, resident,
-                                  tier in self._pinned, round(size, 1) if size else None))
-        used = psutil.Process().memory_info().rss / MIB
-        return ResidencyView(tuple(views), used, models_mb, self._budget_mb)
+            if info is not None:
+                size: float | None = info.charged_mb
+            else:
+                size = r.path.stat().st_size / MIB if r.path and r.path.is_file() else None
+            views.append(TierView(
+                tier.value, r.model, r.backend, r.starter, info is not None,
+                info.pinned if info is not None else policy_pinned,
+                round(size, 1) if size else None,
+            ))
+        used = sum(i.charged_mb for i in residents)
+        return ResidencyView(tuple(views), residents, used, reg.residency.budget_mb,
+                             memory.sample().total_mb)
 
     def is_pinned(self, tier: Tier) -> bool:
-        return tier in self._pinned
+        return next(v.pinned for v in self.snapshot().tiers if v.tier == tier.value)
 
     # --- changing it ------------------------------------------------------------------
 
     def load(self, tier: Tier) -> ResidencyView:
-        with self._lock:
-            self.registry.backend(tier)  # announces the change itself
-            return self.snapshot()
+        """Load the tier's model within the budget; ModelError (with the reason) if it won't."""
+        self.registry.load(tier)
+        return self.snapshot()
 
-    def unload(self, tier: Tier, wait_s: float = 30.0) -> ResidencyView:
-        """Unload the model serving `tier` once its running reply (if any) has finished."""
-        with self._lock:
-            key = self._inner.resolve(tier).key
-            sharing = [t for t in Tier if t in self._pinned and self._inner.resolve(t).key == key]
-            if sharing:
-                who = "it is pinned" if tier in sharing else f"pinned {sharing[0]} uses it too"
-                raise ModelUnavailable(f"cannot unload {tier}: {who}; unpin it first")
-            if not self._inner.is_loaded(tier):
-                return self.snapshot()
-            guard = self.registry.guard(key)
-            if guard is not None and not guard.retire(wait_s):
-                raise ModelUnavailable(f"cannot unload {tier}: a reply is still being generated")
-            backend = self._take_loaded(key)
-            self.registry.forget_guard(key)
-            if backend is not None:
-                log.info("unloading %s (%s)", self._inner.resolve(tier).model, tier)
-                backend.close()
-            view = self.snapshot()
-        self._on_change(view)
-        return view
+    def unload(self, tier: Tier) -> ResidencyView:
+        """Unload the tier's model once its reply in progress (if any) is over; a pinned model
+        stays (ModelError says so)."""
+        self.registry.unload(tier)
+        return self.snapshot()
 
     def pin(self, tier: Tier, on: bool = True) -> ResidencyView:
-        """Pinned tiers are loaded now and never unloaded."""
-        with self._lock:
-            if on:
-                self.registry.backend(tier)
-                self._pinned.add(tier)
-            else:
-                self._pinned.discard(tier)
-            view = self.snapshot()
-        self._on_change(view)
-        return view
+        """Pin (loading it first) or unpin the tier's model, for as long as the daemon runs."""
+        self.registry.pin(tier, on)
+        return self.snapshot()
 
-    def close(self, wait_s: float) -> bool:
-        """Unload everything, cutting running replies short; False if one did not stop within
-        `wait_s` (its model is then left for the process exit to free)."""
-        with self._lock:
-            for tier in Tier:
+    def close(self) -> None:
+        """Unload everything (replies still running get a few seconds to finish)."""
+        self._unsubscribe()
+        self.registry.close()
+        self._changes.put(False)
+
+    # --- announcing changes -----------------------------------------------------------
+
+    def _heard(self, event: ResidencyEvent) -> None:
+        log.debug("residency: %s %s %s", event.kind, event.name, event.reason)
+        self._changes.put(True)
+
+    def _announce(self) -> None:
+        while self._changes.get():
+            while True:  # a burst of changes (evict + load) becomes one snapshot
                 try:
-                    key = self._inner.resolve(tier).key
-                except ModelError:
-                    continue
-                guard = self.registry.guard(key)
-                if guard is not None and not guard.retire(wait_s, abort=True):
-                    log.warning("a reply is still being generated; not unloading %s", tier)
-                    return False
-            self._inner.close()
-        self._on_change(self.snapshot())
-        return True
-
-    def _take_loaded(self, key: tuple) -> ChatBackend | None:
-        # ModelRegistry has no per-model unload yet; this is the single place that reaches
-        # into it, to be replaced by the residency manager's own unload.
-        with self._inner._lock:
-            return self._inner._loaded.pop(key, None)
-
-    def _changed(self) -> None:
-        self._on_change(self.snapshot())
+                    if not self._changes.get_nowait():
+                        return
+                except queue.Empty:
+                    break
+            try:
+                self._on_change(self.snapshot())
+            except Exception:  # announcing must never stop; the next change retries
+                log.exception("cannot announce a residency change")

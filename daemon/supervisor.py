@@ -25,10 +25,11 @@ from daemon.event_hub import EventHub
 from daemon.events import Event, EventKind, ListenMode, State
 from daemon.notify import Notifier
 from daemon.parts import Restarter, VoicePart
-from daemon.residency import RegistryResidency, ResidencyView
+from daemon.residency import DaemonResidency, ResidencyView
 from daemon.turn import Assistant
 from daemon.turn_log import TurnLog
 from daemon.voice_loop import VoiceLoop
+from models.backend import CancelToken
 from models.errors import ModelError
 from models.settings import Tier
 
@@ -57,13 +58,14 @@ class Daemon:
         self.turn_log = TurnLog(state_dir / "turns.jsonl") if self.settings.turn_log else None
         self.log_file = state_dir / "daemon.log" if self.settings.log_file else None
         self.assistant: Assistant | None = None
-        self.residency: RegistryResidency | None = None
+        self.residency: DaemonResidency | None = None
         self.voice = VoicePart(self._make_loop)
         self.restarter = Restarter(
             self.voice, self._report_failure, backoff_s=self.settings.restart_backoff_s,
             backoff_max_s=self.settings.restart_backoff_max_s,
         )
         self.ask_lock = threading.Lock()
+        self.asks: set[CancelToken] = set()  # typed answers outside the loop, cut at shutdown
         self._stop = threading.Event()
         self._stop_reason = ""
         self._server = ControlServer(
@@ -108,14 +110,14 @@ class Daemon:
 
     def _start_parts(self) -> None:
         assistant = build_assistant(self.ctx, hear=True, speak=True)
-        self.residency = RegistryResidency(assistant.registry, self._residency_changed)
-        assistant.registry = self.residency.registry  # type: ignore[assignment]
+        self.residency = DaemonResidency(assistant.registry, self._residency_changed)
         self.assistant = assistant
         note = assistant.registry.starter_notice()
         if note:
             log.warning("%s", note)
-        for tier in Tier:
-            if self.residency.is_pinned(tier) and not self._stop.is_set():
+        pinned = [Tier(v.tier) for v in self.residency.snapshot().tiers if v.pinned]
+        for tier in pinned:
+            if not self._stop.is_set():
                 self.publish_state(State.LOADING, f"loading {tier}")
                 try:
                     self.residency.load(tier)
@@ -143,11 +145,12 @@ class Daemon:
                                                "message": "SARAi is shutting down"}))
         if self._server_started:
             self._server.close()
+        for token in list(self.asks):
+            token.cancel()
         self.restarter.stop(timeout=budget / 2)  # cancels the answer, closes the devices
         if self.residency is not None:
-            left = max(0.5, budget - (time.monotonic() - t0) - 0.5)
-            if self.residency.close(wait_s=left):
-                log.info("models unloaded")
+            self.residency.close()
+            log.info("models unloaded")
         self.notifier.close()
         log.info("stopped in %.1f s", time.monotonic() - t0)
 
