@@ -10,13 +10,21 @@ from pathlib import Path
 
 from audio.errors import AudioError
 from daemon.app import Context
-from daemon.commands import config_cmd, models_cmd, route_cmd, run_cmd, setup_cmd, voice
+from daemon.commands import (
+    config_cmd,
+    daemon_cmds,
+    models_cmd,
+    route_cmd,
+    run_cmd,
+    setup_cmd,
+    voice,
+)
 from daemon.config import ConfigError, load_config
 from daemon.control import ControlError
 from daemon.paths import Paths
 from models.errors import ModelError
 
-_COMMANDS = (setup_cmd, voice, run_cmd, models_cmd, route_cmd, config_cmd)
+_COMMANDS = (setup_cmd, voice, run_cmd, daemon_cmds, models_cmd, route_cmd, config_cmd)
 
 DESCRIPTION = """\
 SARAi is a voice-first assistant that runs entirely on this machine: it listens,

@@ -25,7 +25,6 @@ from daemon.control_protocol import (
 from daemon.events import ListenMode, State
 from models.backend import CancelToken
 from models.errors import ModelError
-from models.settings import Tier
 
 if TYPE_CHECKING:
     from daemon.supervisor import Daemon
@@ -47,8 +46,8 @@ def dispatch(d: Daemon, req: Request) -> dict[str, Any]:
             return _push(d, action == "start")
         case AskRequest():
             return _ask(d, req)
-        case ModelsRequest(action=action, tier=tier):
-            return _models(d, action, tier)
+        case ModelsRequest():
+            return _models(d, req)
         case HistoryRequest(limit=limit):
             return {"turns": list(d.history)[-limit:]}
         case ForgetRequest(log=delete_log):
@@ -130,19 +129,20 @@ def _resting(d: Daemon) -> State:
     return State.MUTED if d.mode is ListenMode.MUTED else State.LISTENING
 
 
-def _models(d: Daemon, action: str, tier: Tier | None) -> dict[str, Any]:
+def _models(d: Daemon, req: ModelsRequest) -> dict[str, Any]:
     _ready(d)
     residency = d.residency
     assert residency is not None
+    action, tier = req.action, req.tier
     if action == "ps" or tier is None:
         return residency.snapshot().as_dict()
     before = d.state
     try:
         if action == "load":
             d.publish_state(State.LOADING, f"loading {tier}")
-            view = residency.load(tier)
+            view = residency.load(tier, long_context=req.long_context)
         elif action == "unload":
-            view = residency.unload(tier)
+            view = residency.unload(tier, force=req.force)
         else:
             view = residency.pin(tier, action == "pin")
     except ModelError as exc:

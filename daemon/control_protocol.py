@@ -97,6 +97,8 @@ class ModelsRequest(_Request):
     cmd: Literal["models"] = "models"
     action: Literal["ps", "load", "unload", "pin", "unpin"] = "ps"
     tier: Tier | None = None
+    long_context: bool = Field(False, description="load: with the tier's n_ctx_long")
+    force: bool = Field(False, description="unload: even a pinned model")
 
     @model_validator(mode="after")
     def _tier_needed(self) -> ModelsRequest:

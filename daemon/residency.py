@@ -105,15 +105,15 @@ class DaemonResidency:
 
     # --- changing it ------------------------------------------------------------------
 
-    def load(self, tier: Tier) -> ResidencyView:
+    def load(self, tier: Tier, *, long_context: bool = False) -> ResidencyView:
         """Load the tier's model within the budget; ModelError (with the reason) if it won't."""
-        self.registry.load(tier)
+        self.registry.load(tier, long_context=long_context)
         return self.snapshot()
 
-    def unload(self, tier: Tier) -> ResidencyView:
+    def unload(self, tier: Tier, *, force: bool = False) -> ResidencyView:
         """Unload the tier's model once its reply in progress (if any) is over; a pinned model
-        stays (ModelError says so)."""
-        self.registry.unload(tier)
+        stays unless `force` (ModelError says so)."""
+        self.registry.unload(tier, force=force)
         return self.snapshot()
 
     def pin(self, tier: Tier, on: bool = True) -> ResidencyView:

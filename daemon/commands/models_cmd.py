@@ -182,21 +182,34 @@ def _ps_payload(reg: ModelRegistry) -> dict[str, Any]:
     }
 
 
+def _daemon():
+    """The running daemon's connection, or None (then these commands act in this process)."""
+    from daemon.commands import models_remote
+
+    return models_remote, models_remote.running()
+
+
 def _ps(args: argparse.Namespace, ctx: Context) -> int:
+    remote, conn = _daemon()
+    if conn is not None:
+        return remote.ps(args, conn)
     reg = build_registry(ctx)
     try:
         if args.json:
             print(json.dumps(_ps_payload(reg), indent=2))
         else:
             print(ps_table(reg.resident(), reg.residency.budget_mb))
-            print("(This command runs in its own process; models loaded by a running SARAi "
-                  "are not shown here, those held by Ollama are.)")
+            print("(SARAi is not running: this is what this process holds, plus what "
+                  "Ollama holds.)")
     finally:
         reg.close()
     return 0
 
 
 def _load(args: argparse.Namespace, ctx: Context) -> int:
+    remote, conn = _daemon()
+    if conn is not None:
+        return remote.load(args, conn)
     reg = build_registry(ctx)
     tier = Tier(args.tier)
     try:
@@ -217,6 +230,9 @@ def _load(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _unload(args: argparse.Namespace, ctx: Context) -> int:
+    remote, conn = _daemon()
+    if conn is not None:
+        return remote.unload(args, conn)
     reg = build_registry(ctx)
     try:
         gone = reg.unload(Tier(args.tier), force=args.force)
@@ -228,13 +244,17 @@ def _unload(args: argparse.Namespace, ctx: Context) -> int:
 
 def _pin(args: argparse.Namespace, ctx: Context) -> int:
     tier = Tier(args.tier)
-    reg = build_registry(ctx)
-    try:
-        info = reg.pin(tier, not args.off)
-        print(f"{info.name} ({tier}) is {'pinned' if info.pinned else 'unpinned'} "
-              "in this process.")
-    finally:
-        reg.close()
+    remote, conn = _daemon()
+    if conn is not None:
+        remote.pin(args, conn)
+    else:
+        reg = build_registry(ctx)
+        try:
+            info = reg.pin(tier, not args.off)
+            print(f"{info.name} ({tier}) is {'pinned' if info.pinned else 'unpinned'} "
+                  "in this process.")
+        finally:
+            reg.close()
     if args.save:
         residency = "on_demand" if args.off else "pinned"
         _bind(args, ctx, tier, {"residency": residency})
