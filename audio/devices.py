@@ -172,6 +172,10 @@ class SpeakerSink:
                 self._queue.get_nowait()
             except queue.Empty:
                 break
+            self._queue.task_done()  # so drain() does not wait for what was dropped
+        if self._queue.unfinished_tasks == 0:
+            self._stop_now.clear()
+            self._idle.set()
 
     def drain(self) -> None:
         self._queue.join()
@@ -236,7 +240,7 @@ class MicSource:
         _check_device(self._sd, device, "input")
         self._device = device
         self._block_ms = block_ms
-        self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=1000)
+        self._queue: queue.Queue[tuple[np.ndarray, float]] = queue.Queue(maxsize=1000)
         self._stream = None
         self._rate = SAMPLE_RATE
         self.overflows = 0
@@ -245,7 +249,9 @@ class MicSource:
         if status.input_overflow:
             self.overflows += 1
         try:
-            self._queue.put_nowait(indata[:, 0].copy())
+            # The arrival time goes with the block, so a reader that falls behind can still
+            # line it up with what the speaker was playing at that moment.
+            self._queue.put_nowait((indata[:, 0].copy(), time.perf_counter()))
         except queue.Full:
             self.overflows += 1
 
@@ -278,11 +284,16 @@ class MicSource:
 
     def read(self, timeout: float = 0.5) -> np.ndarray | None:
         """The next block as 16 kHz int16, or None if nothing arrived in time."""
+        item = self.read_timed(timeout)
+        return None if item is None else item[0]
+
+    def read_timed(self, timeout: float = 0.5) -> tuple[np.ndarray, float] | None:
+        """The next block and when it arrived (perf_counter), or None."""
         try:
-            block = self._queue.get(timeout=timeout)
+            block, at = self._queue.get(timeout=timeout)
         except queue.Empty:
             return None
-        return resample(block, self._rate, SAMPLE_RATE)
+        return resample(block, self._rate, SAMPLE_RATE), at
 
     def clear(self) -> None:
         while True:

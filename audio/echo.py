@@ -19,47 +19,51 @@ from audio.pcm import SAMPLE_RATE, resample
 
 
 class EchoGate:
-    """Keeps what was played recently and removes it from microphone frames."""
+    """Keeps what was played recently, with when, and removes it from microphone frames.
 
-    def __init__(self, window_s: float = 1.5, hold_s: float = 0.6) -> None:
-        self._max = int(window_s * SAMPLE_RATE)
-        self._blocks: deque[np.ndarray] = deque()
-        self._size = 0
+    Frames are matched by the time they were captured, not when they are processed, so a
+    listener that falls behind (say, while a model loads) still finds the right reference.
+    """
+
+    def __init__(self, window_s: float = 1.0, keep_s: float = 6.0, hold_s: float = 0.6) -> None:
+        self._window_s = window_s  # how far back an echo may come from
+        self._keep_s = keep_s  # how much played audio is kept
         self._hold_s = hold_s  # the echo outlives playback by the device and room latency
-        self._last_played = 0.0
+        self._blocks: deque[tuple[float, np.ndarray]] = deque()  # (time handed over, audio)
+        self._last_played = float("-inf")
         self._lock = threading.Lock()
 
     def played(self, samples: np.ndarray, sample_rate: int) -> None:
-        """Record a block the speaker just played (any rate, int16 mono)."""
+        """Record a block the speaker was just handed (any rate, int16 mono)."""
         block = resample(samples, sample_rate, SAMPLE_RATE).astype(np.float32)
+        now = time.perf_counter()
         with self._lock:
-            self._blocks.append(block)
-            self._size += len(block)
-            while self._size - len(self._blocks[0]) >= self._max:
-                self._size -= len(self._blocks.popleft())
-            self._last_played = time.monotonic()
+            self._blocks.append((now, block))
+            while self._blocks and self._blocks[0][0] < now - self._keep_s:
+                self._blocks.popleft()
+            self._last_played = now + len(block) / SAMPLE_RATE
 
-    @property
-    def active(self) -> bool:
-        """True while an echo of recent playback may still reach the microphone."""
-        return time.monotonic() - self._last_played < self._hold_s
+    def active(self, at: float | None = None) -> bool:
+        """True if an echo of playback may be in audio captured at `at` (default: now)."""
+        at = time.perf_counter() if at is None else at
+        return at - self._last_played < self._hold_s
 
     def clear(self) -> None:
         with self._lock:
             self._blocks.clear()
-            self._size = 0
 
-    def _reference(self) -> np.ndarray:
+    def _reference(self, at: float) -> np.ndarray:
+        lo = at - self._window_s - self._hold_s
         with self._lock:
-            if not self._blocks:
-                return np.zeros(0, np.float32)
-            return np.concatenate(self._blocks)[-self._max :]
+            parts = [b for t, b in self._blocks if lo <= t <= at]
+        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
-    def clean(self, frame: np.ndarray) -> np.ndarray:
-        """The frame (int16) with the best-matching echo removed."""
-        if not self.active:
+    def clean(self, frame: np.ndarray, at: float | None = None) -> np.ndarray:
+        """The frame (int16, captured at `at`) with the best-matching echo removed."""
+        at = time.perf_counter() if at is None else at
+        if not self.active(at):
             return frame
-        ref = self._reference()
+        ref = self._reference(at)
         n = len(frame)
         if len(ref) < n:
             return frame

@@ -39,6 +39,10 @@ Emit = Callable[[Event], None]
 _WAKE_ACK = {"en": "Yes?", "es": "¿Sí?"}
 
 
+def _rms(block: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(block.astype(np.float64) ** 2))) if len(block) else 0.0
+
+
 @dataclass
 class _Turn:
     utterance: Utterance | None
@@ -48,10 +52,19 @@ class _Turn:
     committed: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
     barge_in_onset: float | None = None
+    barged: bool = False  # the user talked over this answer
 
     @property
     def running(self) -> bool:
         return not self.done.is_set()
+
+
+@dataclass
+class _BargeIn:
+    """Speech that started over an answer, not yet long enough to count as the user."""
+
+    onset: float
+    voiced: int = 0
 
 
 class VoiceLoop:
@@ -77,6 +90,7 @@ class VoiceLoop:
         self._mic: MicSource | None = None
         self._echo = EchoGate()
         self._follow_up_until = 0.0
+        self._barge: _BargeIn | None = None
         self.speaker: SpeakerSink | None = None
         self.turns = 0
         self.mic_errors = 0
@@ -232,10 +246,11 @@ class VoiceLoop:
                 self._reopen_mic()
                 silent_reads = 0
                 continue
-            block = self._mic.read(timeout=0.2)
-            if block is None:
+            item = self._mic.read_timed(timeout=0.2)
+            if item is None:
                 silent_reads += 1
                 continue
+            block, captured_at = item
             silent_reads = 0
             if self._mode is ListenMode.MUTED or (
                 self._mode is ListenMode.PUSH and not self._pushing
@@ -246,12 +261,15 @@ class VoiceLoop:
                         self._on_end(utt)
                 seg.reset()
                 continue
-            busy = (self._turn is not None and self._turn.running) or self._echo.active
+            busy = (self._turn is not None and self._turn.running) \
+                or self._echo.active(captured_at)
             if busy:
                 if not self._listen.barge_in:
                     seg.reset()  # half duplex: what is heard while answering is not a turn
                     continue
-                block = self._without_echo(block)
+                block = self._without_echo(block, captured_at)
+            if busy:
+                self._confirm_barge_in(bool(block.any()), seg.state is VadState.SPEECH)
             for ev in seg.push_events(block):
                 if ev.kind is SegmentKind.START:
                     self._on_start(busy)
@@ -272,21 +290,47 @@ class VoiceLoop:
         elif self._state in (State.LISTENING, State.HEARING):
             self._set_state(State.HEARING if seg.state is VadState.SPEECH else State.LISTENING)
 
-    def _without_echo(self, block: np.ndarray) -> np.ndarray:
-        cleaned = self._echo.clean(block)
-        rms = float(np.sqrt(np.mean(cleaned.astype(np.float64) ** 2))) if len(cleaned) else 0.0
-        if rms < self._listen.barge_in_min_rms:
-            return np.zeros_like(cleaned)
-        return cleaned
+    def _without_echo(self, block: np.ndarray, captured_at: float) -> np.ndarray:
+        """The block with SARAi's own voice removed; silence where only echo remains.
+
+        A frame counts as the user only if what is left after removing the echo is both loud
+        enough and a large share of what was heard: the user's voice survives the subtraction
+        whole, while echo leaves a residue well below the frame's level.
+        """
+        cleaned = self._echo.clean(block, captured_at)
+        rms_in = _rms(block)
+        rms_out = _rms(cleaned)
+        floor = max(self._listen.barge_in_min_rms, self._listen.barge_in_echo_ratio * rms_in)
+        return np.zeros_like(cleaned) if rms_out < floor else cleaned
+
+    def _answering(self) -> _Turn | None:
+        turn = self._turn
+        return turn if turn is not None and turn.running and turn.committed.is_set() else None
 
     def _on_start(self, busy: bool) -> None:
-        turn = self._turn
-        if busy and turn is not None and turn.running and turn.committed.is_set():
-            # Barge-in: the user talks over the answer.
+        if busy and self._answering() is not None:
+            # Possibly the user talking over the answer; confirmed only if it goes on, since
+            # echo the canceller missed can look like the start of speech too.
             onset = time.perf_counter() - self._audio.vad.start_speech_ms / 1000
-            turn.barge_in_onset = onset
-            self.interrupt()
-            log.info("barge-in: answer interrupted")
+            self._barge = _BargeIn(onset)
+
+    def _confirm_barge_in(self, voiced: bool, in_speech: bool) -> None:
+        barge = self._barge
+        if barge is None:
+            return
+        if not in_speech:
+            self._barge = None  # it faded before it was long enough: echo, not the user
+            return
+        barge.voiced += voiced
+        needed = max(1, self._listen.barge_in_confirm_ms // self._audio.vad.frame_ms)
+        if barge.voiced >= needed:
+            self._barge = None
+            turn = self._answering()
+            if turn is not None:
+                turn.barge_in_onset = barge.onset
+                turn.barged = True
+                self.interrupt()
+                log.info("barge-in: answer interrupted")
 
     def _on_loading(self, what: str) -> None:
         self._set_state(State.LOADING, f"loading {what}")
@@ -295,6 +339,12 @@ class VoiceLoop:
         if self._turn is None or not self._turn.running:
             self._start_turn(utt, speculative=True)
 
+    def _talked_over(self) -> bool:
+        """True unless an answer is playing that nobody has interrupted: then what was heard
+        is left-over echo of that answer, not a new turn."""
+        turn = self._answering()
+        return turn is None or turn.barged
+
     def _on_resume(self) -> None:
         turn = self._turn
         if turn is not None and turn.sink is not None and not turn.committed.is_set():
@@ -302,6 +352,9 @@ class VoiceLoop:
             turn.sink.discard()
 
     def _on_end(self, utt: Utterance) -> None:
+        if not self._talked_over():
+            log.info("ignored %.1f s of sound heard during the answer", utt.duration_s)
+            return
         turn = self._turn
         if turn is not None and turn.running and turn.sink is not None \
                 and not turn.committed.is_set() and not turn.cancel.cancelled:
