@@ -11,6 +11,7 @@ from pathlib import Path
 from audio.errors import AudioError
 from daemon.app import Context
 from daemon.commands import (
+    bench_cmd,
     config_cmd,
     daemon_cmds,
     models_cmd,
@@ -24,7 +25,8 @@ from daemon.control import ControlError
 from daemon.paths import Paths
 from models.errors import ModelError
 
-_COMMANDS = (setup_cmd, voice, run_cmd, daemon_cmds, models_cmd, route_cmd, config_cmd)
+_COMMANDS = (setup_cmd, voice, run_cmd, daemon_cmds, models_cmd, route_cmd, bench_cmd,
+             config_cmd)
 
 DESCRIPTION = """\
 SARAi is a voice-first assistant that runs entirely on this machine: it listens,
