@@ -13,6 +13,7 @@ from daemon.paths import Paths
 from daemon.turn import Assistant
 from models import starter
 from models.registry import ModelRegistry
+from models.resident import ResidentKind
 from routing.availability import from_registry
 from routing.router import Router
 
@@ -49,17 +50,34 @@ def voice_bank(ctx: Context) -> VoiceBank:
     return VoiceBank(ctx.config.audio.tts, resolve)
 
 
+def _size_mb(path: Path) -> float:
+    files = [path] if path.is_file() else list(path.glob("*")) if path.is_dir() else []
+    return sum(f.stat().st_size for f in files if f.is_file()) / 1e6
+
+
 def build_assistant(ctx: Context, *, hear: bool, speak: bool) -> Assistant:
-    """An Assistant with ASR (if it must hear) and a voice (if it must speak) loaded."""
+    """An Assistant with ASR (if it must hear) and a voice (if it must speak) loaded.
+
+    Both are loaded under the residency manager, so the one RAM budget sees what they hold.
+    """
     cfg = ctx.config
+    registry = ModelRegistry(cfg.models, ctx.models_dir, residency=cfg.residency)
     transcriber = Transcriber(cfg.audio.asr, asr_model_dirs(ctx)) if hear else None
     if transcriber is not None:
-        transcriber.preload()
+        name = transcriber.model_name_for(None)
+        folder = asr_model_dirs(ctx)[name]
+        with registry.residency.track(f"asr:{name}", name, ResidentKind.ASR,
+                                      estimate_mb=_size_mb(folder)):
+            transcriber.preload()
     voices = voice_bank(ctx) if speak else None
     if voices is not None:
-        voices.preload()
+        # onnxruntime holds about twice the voice file once its session is built.
+        voice_mb = 2 * _size_mb(_starter_or_path(cfg.audio.tts.voice, ctx.models_dir,
+                                                 starter.Kind.TTS))
+        with registry.residency.track(f"tts:{cfg.audio.tts.voice}", cfg.audio.tts.voice,
+                                      ResidentKind.TTS, estimate_mb=voice_mb):
+            voices.preload()
     language = cfg.audio.asr.language
-    registry = ModelRegistry(cfg.models, ctx.models_dir)
     return Assistant(
         system_prompt=cfg.assistant.system_prompt,
         registry=registry,
@@ -71,4 +89,3 @@ def build_assistant(ctx: Context, *, hear: bool, speak: bool) -> Assistant:
         language="en" if language == "auto" else language,
         filler=cfg.assistant.filler,
     )
-
