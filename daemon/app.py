@@ -14,7 +14,7 @@ from daemon.turn import Assistant
 from models import starter
 from models.registry import ModelRegistry
 from models.resident import ResidentKind
-from routing.availability import from_registry
+from routing.availability import from_registry, media_from_registry
 from routing.router import Router
 
 
@@ -82,7 +82,8 @@ def build_assistant(ctx: Context, *, hear: bool, speak: bool) -> Assistant:
         system_prompt=cfg.assistant.system_prompt,
         registry=registry,
         router=Router(cfg.routing, cache_dir=ctx.paths.state_dir / "router",
-                      availability=from_registry(registry)),
+                      availability=from_registry(registry),
+                      takes_media=media_from_registry(registry)),
         memory=Conversation(cfg.assistant.history_turns, cfg.assistant.history_tokens),
         transcriber=transcriber,
         voices=voices,

@@ -1,8 +1,8 @@
-"""Which tiers can serve right now, as the router asks it: one tier at a time.
+"""What the system can do right now, as the router asks it: one tier at a time.
 
-The models room owns the answer (resident, loadable within the RAM budget, not failing);
-this adapts its registry to the router's `Callable[[Tier], bool]` so neither imports the
-other's internals.
+The models room owns the answers (which tiers are resident or loadable within the RAM
+budget, which have a projector to take images and audio); this adapts its registry to the
+router's `Callable[[Tier], bool]` questions so neither imports the other's internals.
 """
 
 from __future__ import annotations
@@ -22,6 +22,21 @@ class CanLoad(Protocol):
     def can_load(self, tier: Tier) -> _Admission: ...
 
 
+class _Resolved(Protocol):
+    backend: str
+    starter: bool
+    mmproj: object | None
+
+
+class _Settings(Protocol):
+    mmproj: str | None
+
+
+class Resolves(Protocol):
+    def resolve(self, tier: Tier) -> _Resolved: ...
+    def settings(self, tier: Tier) -> _Settings: ...
+
+
 def from_registry(registry: CanLoad) -> Callable[[Tier], bool]:
     """A tier can serve when the registry says it is resident or would fit the budget now."""
 
@@ -32,3 +47,23 @@ def from_registry(registry: CanLoad) -> Callable[[Tier], bool]:
             return False
 
     return can_serve
+
+
+def media_from_registry(registry: Resolves) -> Callable[[Tier], bool]:
+    """A tier takes attachments directly when its llama.cpp model has a projector (mmproj).
+
+    This is the condition models.multimodal.MediaBackends uses to build an Omni backend;
+    other tiers get an attachment's transcript, or nothing, instead.
+    """
+
+    def takes_media(tier: Tier) -> bool:
+        try:
+            r = registry.resolve(tier)
+        except ModelError:
+            return False
+        if r.backend != "llamacpp":
+            return False
+        return r.mmproj is not None or (registry.settings(tier).mmproj is not None
+                                        and not r.starter)
+
+    return takes_media

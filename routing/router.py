@@ -81,14 +81,18 @@ class Router:
     cached in `cache_dir` if set). `availability`, when given, says whether a tier can serve
     right now (resident, or loadable within the RAM budget, and not failing); it is asked only
     for turns whose signals do not already carry that set, and only down the ladder as far as
-    the first tier that can.
+    the first tier that can. `takes_media`, when given, says whether a tier can take
+    attachments directly (a model with a projector); without it every tier listed in
+    `routing.tiers.multimodal` is taken to.
     """
 
     def __init__(self, settings: RoutingSettings, *, scorer: TextScorer | None = None,
-                 availability: Availability | None = None, cache_dir: Path | None = None) -> None:
+                 availability: Availability | None = None,
+                 takes_media: Availability | None = None, cache_dir: Path | None = None) -> None:
         self._s = settings
         self.scorer = scorer or load_or_train(cache_dir)
         self._availability = availability
+        self._takes_media = takes_media
         self._fast = PhraseSet(settings.phrases.fast)
         self._think = PhraseSet(settings.phrases.think)
         self._sound = PhraseSet(settings.phrases.sound)
@@ -143,7 +147,7 @@ class Router:
         ts = self.scorer.score(words_only)
         scores["empathy"] = round(ts.empathy, 2)
         scores["complexity"] = round(ts.complexity, 2)
-        only = s.tiers.multimodal if sig.attachments else None
+        only, media_note = self._media_tiers(sig)
 
         if phrase := self._fast.first(text):
             return self._finish(sig, s.tiers.fast, Rule.EXPLICIT_FAST,
@@ -154,8 +158,10 @@ class Router:
         if sig.attachments:
             kinds = sorted({a.kind.value for a in sig.attachments})
             names = ", ".join(dict.fromkeys(a.name for a in sig.attachments))
-            return self._finish(sig, s.tiers.multimodal[0], Rule.ATTACHMENT,
-                                f"{' and '.join(kinds)} attached ({names})", scores, only)
+            return self._finish(sig, only[0] if only else s.tiers.multimodal[0],
+                                Rule.ATTACHMENT,
+                                f"{' and '.join(kinds)} attached ({names}){media_note}",
+                                scores, only)
         if phrase := self._sound.first(text):
             return self._finish(sig, s.tiers.quality, Rule.SOUND,
                                 f"asks about the sound ('{phrase}')", scores, only)
@@ -185,6 +191,20 @@ class Router:
         if need >= s.thresholds.quality:
             return self._finish(sig, s.tiers.quality, Rule.NEED, ", ".join(parts), scores, only)
         return self._finish(sig, s.tiers.fast, Rule.DEFAULT, ", ".join(parts), scores, only)
+
+    def _media_tiers(self, sig: TurnSignals) -> tuple[tuple[Tier, ...] | None, str]:
+        """The tiers an attachment restricts the turn to, best first, and a note.
+
+        When no configured multimodal tier can take attachments directly, the turn is not
+        restricted: the tiers then get what they can use (a transcript of an audio clip).
+        """
+        if not sig.attachments:
+            return None, ""
+        ok = self._takes_media
+        capable = tuple(t for t in self._s.tiers.multimodal if ok is None or ok(t))
+        if capable:
+            return capable, ""
+        return None, "; no tier here takes attachments directly"
 
     def _finish(self, sig: TurnSignals, wanted: Tier, rule: Rule, why: str,
                 scores: dict[str, float], only: tuple[Tier, ...] | None) -> Decision:

@@ -20,7 +20,7 @@ from daemon.memory import Conversation
 from daemon.turn import Assistant
 from models.registry import ModelRegistry
 from models.settings import ModelsSettings, ResidencySettings, Tier
-from routing.availability import from_registry
+from routing.availability import from_registry, media_from_registry
 from routing.fallback import LADDER, candidates
 from routing.router import Router
 from routing.settings import RoutingSettings
@@ -156,3 +156,16 @@ def test_spoken_turn_over_loud_music_goes_to_quality(make, models_dir):
     rec = a.voice_turn(utt, None, remember=False)
     assert rec.error is None and rec.reply
     assert rec.tier == "omni_quality" and "background music" in rec.reason
+
+
+def test_registry_says_which_tiers_take_media(models_dir, smollm2, gemma):
+    plain = ModelRegistry(_models(), models_dir)
+    with_projector = ModelRegistry(
+        _models(omni_fast={"model": str(smollm2), "mmproj": str(gemma)}), models_dir)
+    try:
+        assert not any(media_from_registry(plain)(t) for t in Tier)  # starters: no projector
+        takes = media_from_registry(with_projector)
+        assert [t for t in Tier if takes(t)] == [Tier.OMNI_FAST]
+    finally:
+        plain.close()
+        with_projector.close()

@@ -263,3 +263,18 @@ def test_audio_analysis_rejects_what_it_cannot_measure(router):
     with pytest.raises(AudioError, match="int16"):
         router.audio_features(np.zeros(16000, np.float32))
     assert router.audio_features(np.zeros(16000, np.int16)).speech_ratio == 0.0
+
+
+def test_attachment_goes_to_a_tier_that_takes_media_directly(image):
+    r = Router(RoutingSettings(), takes_media=lambda t: t is Tier.OMNI_FAST)
+    d = r.decide(TurnSignals("what is this?", attachments=(Attachment.from_path(image),)))
+    assert d.tier is Tier.OMNI_FAST and d.rule is Rule.ATTACHMENT
+    assert d.candidates == (Tier.OMNI_FAST,)
+    assert d.reason == "image attached (photo.png) → omni_fast"
+
+
+def test_attachment_when_no_tier_takes_media_directly(image):
+    r = Router(RoutingSettings(), takes_media=lambda t: False)
+    d = r.decide(TurnSignals("what is this?", attachments=(Attachment.from_path(image),)))
+    assert d.tier is Tier.OMNI_QUALITY and d.candidates == ALL
+    assert "no tier here takes attachments directly → omni_quality" in d.reason
