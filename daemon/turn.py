@@ -231,10 +231,14 @@ class Assistant:
                 break
             except ModelError as exc:
                 log.warning("%s could not answer: %s", tier, exc)
-                failures.append(f"{tier} unavailable: {exc}")
-                if reply:  # part of the answer was already spoken; do not start over
-                    rec.interrupted = True
-                    break
+                if reply:
+                    # It failed mid-reply: the next tier answers the same turn afresh; what
+                    # was already said stays said.
+                    failures.append(f"{tier} failed mid-reply: {exc}")
+                    reply.clear()
+                    splitter = SentenceSplitter()
+                else:
+                    failures.append(f"{tier} unavailable: {exc}")
         else:
             rec.error = "; ".join(failures) or "no tier could answer"
         if failures and not rec.error:

@@ -336,8 +336,19 @@ class VoiceLoop:
         self._set_state(State.LOADING, f"loading {what}")
 
     def _on_pause(self, utt: Utterance) -> None:
+        self._maybe_warm_up(utt)
         if self._turn is None or not self._turn.running:
             self._start_turn(utt, speculative=True)
+
+    def _maybe_warm_up(self, utt: Utterance) -> None:
+        """A long turn is likely to need the quality tier: start loading it while the user
+        is still talking (the load runs in the background; it never evicts anything)."""
+        try:
+            advice = self.assistant.router.warmup("", utt.duration_s)
+            if advice.warm and not self.assistant.registry.is_loaded(advice.tier):
+                self.assistant.registry.warm_up(advice.tier)
+        except Exception as exc:  # a hint, never a reason to drop the turn
+            log.debug("warm-up advice failed: %s", exc)
 
     def _talked_over(self) -> bool:
         """True unless an answer is playing that nobody has interrupted: then what was heard

@@ -108,11 +108,14 @@ def test_config_show_and_validate_ok(sarai, tmp_path):
 
 
 def test_no_audio_device_is_a_clear_error(sarai, tmp_path):
+    # One-shot commands stop with one clear line; the daemon (`sarai run`) instead stays up and
+    # retries a missing microphone (see test_voice_loop and test_daemon).
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("audio:\n  input_device: no-such-microphone\n")
-    r = sarai("--config", str(cfg), "run", timeout=120)
+    cfg.write_text("audio:\n  output_device: no-such-speaker\n")
+    r = sarai("--config", str(cfg), "ask", "hello", timeout=120)
     assert r.code == 1
-    assert "no microphone available" in r.err and "Traceback" not in r.err
+    assert "no speaker available" in r.err and "Traceback" not in r.err
+    assert r.err.strip().splitlines()[-1].startswith("sarai: error:")
 
 
 @pytest.mark.parametrize("cmd", [[], ["listen"], ["ask"], ["run"], ["setup"], ["config"]])
