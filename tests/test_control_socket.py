@@ -187,9 +187,17 @@ def test_a_stale_socket_is_replaced_and_a_live_one_is_not(base):
     first = Served(base)
     first.server.start()
     second = Served(base)
-    with pytest.raises(ControlError, match="already running"):
-        second.server.start()
-    first.server._sock.close()  # dies without cleaning up: the socket file stays behind
+    try:
+        with pytest.raises(ControlError, match="already running"):
+            second.server.start()
+        with ControlClient(first.path) as c:  # the running one is untouched
+            assert c.call("status")["ok"]
+    finally:
+        first.server.close()
+    # What a crashed daemon leaves behind: the socket file, with nobody listening on it.
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(str(first.path))
+    dead.close()
     assert first.path.exists()
     second.server.start()
     try:
@@ -197,7 +205,6 @@ def test_a_stale_socket_is_replaced_and_a_live_one_is_not(base):
             assert c.call("status")["ok"]
     finally:
         second.server.close()
-        first.server.close()
 
 
 def test_an_overlong_socket_path_is_a_clear_error():
