@@ -11,6 +11,7 @@ import numpy as np
 
 from audio.errors import AudioError
 from audio.settings import AsrSettings
+from audio.short_window import WindowPlan, transcribe_window
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class Transcriber:
         self._dirs = model_dirs
         self._models: dict[str, object] = {}
         self._lock = threading.Lock()
+        self._plan = WindowPlan(min_window_s=settings.min_window_s)
 
     def model_name_for(self, language: str | None) -> str:
         lang = language or self._s.language
@@ -73,9 +75,20 @@ class Transcriber:
         name = self.model_name_for(lang)
         model = self._model(name)
         audio = samples.astype(np.float32) / 32768.0 if samples.dtype == np.int16 else samples
+        wanted = None if lang == "auto" else lang
+        window = self._plan.window_s(len(audio) / 16000) if self._s.fit_window else None
+        if window is not None:
+            # A short turn is decoded on a window sized to it (a fraction of the 30 s cost);
+            # if Whisper loops on it, the full window decides.
+            r = transcribe_window(model, audio, window, language=wanted,
+                                  beam_size=self._s.beam_size)
+            if not r.degenerate:
+                return Transcript(r.text, r.language, r.language_probability, name)
+            log.debug("short-window decode looped on %.1f s; using the full window",
+                      len(audio) / 16000)
         segments, info = model.transcribe(
             audio,
-            language=None if lang == "auto" else lang,
+            language=wanted,
             beam_size=self._s.beam_size,
             vad_filter=False,
             condition_on_previous_text=False,

@@ -35,6 +35,10 @@ class AsrSettings(_Frozen):
     beam_size: int = Field(1, ge=1, le=10)
     threads: int = Field(2, ge=1)
     compute_type: str = "int8"
+    fit_window: bool = Field(
+        True, description="decode short turns on a window sized to them, not Whisper's 30 s"
+    )
+    min_window_s: float = Field(10.0, ge=5.0, le=30.0, description="shortest such window")
 
 
 class TtsSettings(_Frozen):

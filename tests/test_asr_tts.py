@@ -13,8 +13,9 @@ from models import starter
 
 @pytest.fixture(scope="module")
 def transcriber(models_dir):
+    # Whisper's own 30 s window; the fitted window is tested in test_asr_window.py.
     dirs = {n: starter.CATALOGUE[n].path(models_dir) for n in ("whisper-tiny-en", "whisper-base")}
-    return Transcriber(AsrSettings(), dirs)
+    return Transcriber(AsrSettings(fit_window=False), dirs)
 
 
 @pytest.fixture(scope="module")
