@@ -4,7 +4,8 @@ The manager does not know how a model is loaded: callers hand it a loader and a 
 decides whether the load fits (evicting idle, unpinned residents, least recently used first),
 refuses with a reason when it cannot, loads each key once however many threads ask, measures
 what the load really added to this process, and unloads `ttl` residents after their idle time
-on a timer thread. Listeners hear every change.
+on a timer thread. A resident may belong to another (a projector to its text model): it is
+unloaded first whenever that one goes. Listeners hear every change.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class _Entry:
     last_used: float = 0.0
     users: int = 0
     measured: memory.MemorySample | None = None
+    parent: str | None = None  # a resident this one needs (a projector's text model)
 
     @property
     def pinned(self) -> bool:
@@ -82,7 +84,8 @@ class ResidencyManager:
         self._entries: dict[str, _Entry] = {}
         self._cond = threading.Condition()
         # Loads and unloads run one at a time, so the RSS change around each is its own.
-        self._io = threading.Lock()
+        # Reentrant: a closer may unload what belongs to the resident it closes.
+        self._io = threading.RLock()
         self._listeners: list[Listener] = []
         self._order = 0
         self._closed = False
@@ -142,8 +145,10 @@ class ResidencyManager:
         with self._cond:
             return sum(self._charges(list(self._entries.values())).values())
 
-    def _plan(self, key: str, cost: Cost, external: bool = False) -> tuple[Admission, list[_Entry]]:
-        """Under the lock: can `cost` be admitted, and which residents must go first."""
+    def _plan(self, key: str, cost: Cost, external: bool = False,
+              parent: str | None = None) -> tuple[Admission, list[_Entry]]:
+        """Under the lock: can `cost` be admitted, and which residents must go first (never
+        its `parent`, which it needs)."""
         budget = self._s.budget_mb
         entries = list(self._entries.values())
         probe = _Entry(key, key, ResidentKind.LLM, set(), Residency.ON_DEMAND, None, cost,
@@ -157,14 +162,20 @@ class ResidencyManager:
         victims: list[_Entry] = []
         idle = sorted(
             (e for e in entries
-             if e.state is ResidentState.RESIDENT and not e.pinned and e.users == 0),
+             if e.state is ResidentState.RESIDENT and not e.pinned and e.users == 0
+             and e.key != parent),
             key=lambda e: e.last_used,
         )
         remaining = list(entries)
+        gone: list[_Entry] = []  # the victims and what belongs to them
         while need > free and idle:
             victim = idle.pop(0)
             victims.append(victim)
-            remaining.remove(victim)
+            for g in (victim, *self._dependents(victim, remaining)):
+                remaining.remove(g)
+                gone.append(g)
+                if g in idle:
+                    idle.remove(g)
             charges = self._charges([*remaining, probe])
             need = charges[key]
             free = budget - sum(mb for k, mb in charges.items() if k != key)
@@ -187,19 +198,21 @@ class ResidencyManager:
             # what must fit in free RAM is the anonymous part.
             private = cost.extra_mb if cost.weights_file else need
             avail = self._available()
-            freed = sum(self._charges(entries).get(x.key, 0.0) for x in victims)
+            freed = sum(self._charges(entries).get(x.key, 0.0) for x in gone)
             if avail is not None and private > avail + freed:
                 return Admission(False, f"needs about {need / 1024:.1f} GB but this machine has "
                                  f"only {avail / 1024:.1f} GB of RAM available", need, free), []
         return Admission(True, "fits", need, free, tuple(v.key for v in victims)), victims
 
-    def admission(self, key: str, cost: Cost, *, external: bool = False) -> Admission:
-        """Would a resident with this key and cost be admitted now (evicting what it names)?"""
+    def admission(self, key: str, cost: Cost, *, external: bool = False,
+                  parent: str | None = None) -> Admission:
+        """Would a resident with this key and cost be admitted now (evicting what it names)?
+        A resident that would belong to `parent` never evicts it."""
         with self._cond:
             e = self._entries.get(key)
             if e is not None and e.state is not ResidentState.UNLOADING:
                 return Admission(True, f"already {e.state}", 0.0, 0.0, resident=True)
-            return self._plan(key, cost, external)[0]
+            return self._plan(key, cost, external, parent)[0]
 
     # --- loading -------------------------------------------------------------------------
 
@@ -218,13 +231,16 @@ class ResidencyManager:
         external: bool = False,
         detail: str = "",
         use: bool = False,
+        parent: str | None = None,
     ) -> Any:
         """The object for `key`, loading it with `loader` if it is not resident.
 
         `cost` may be a function, called only when a load is needed. Concurrent callers for
         one key share one load. With `use`, the resident is marked busy
-        (never evicted or expired) until `release(key)`. Raises ModelUnavailable when the
-        budget cannot make room, and whatever the loader raised (as ModelError) if it fails.
+        (never evicted or expired) until `release(key)`. With `parent`, the resident belongs
+        to that one (which must be resident): it is unloaded before its parent, whenever the
+        parent goes. Raises ModelUnavailable when the budget cannot make room, and whatever
+        the loader raised (as ModelError) if it fails.
         """
         while True:
             with self._cond:
@@ -247,7 +263,7 @@ class ResidencyManager:
             if callable(cost):
                 cost = cost()
             e, victims = self._reserve(key, name, kind, cost, tier, policy, ttl_s, closer,
-                                       external, detail)
+                                       external, detail, parent)
             if e is None:
                 continue  # someone else started loading it in between
             self._start(e, victims)
@@ -275,7 +291,8 @@ class ResidencyManager:
 
     def _reserve(self, key: str, name: str, kind: ResidentKind, cost: Cost, tier: Tier | None,
                  policy: Residency, ttl_s: float | None, closer: Callable[[Any], None] | None,
-                 external: bool, detail: str) -> tuple[Any, list[_Entry]]:
+                 external: bool, detail: str,
+                 parent: str | None = None) -> tuple[Any, list[_Entry]]:
         """Admit a new resident as `loading` (its cost is reserved) or raise ModelUnavailable."""
         with self._cond:
             if self._closed:
@@ -283,8 +300,12 @@ class ResidencyManager:
             if key in self._entries:
                 return None, []
             e = _Entry(key, name, kind, {tier} if tier else set(), policy, ttl_s, cost, closer,
-                       external, detail)
-            adm, victims = self._plan(key, cost, external)
+                       external, detail, parent=parent)
+            owner = self._entries.get(parent) if parent is not None else None
+            if parent is not None and (owner is None
+                                       or owner.state is not ResidentState.RESIDENT):
+                raise ModelUnavailable(f"cannot load {_label(e)}: {parent} is not resident")
+            adm, victims = self._plan(key, cost, external, parent)
             if adm.ok:
                 self._order += 1
                 e.order = self._order
@@ -405,7 +426,22 @@ class ResidencyManager:
         self._unload_entry(e, reason)
         return True
 
+    def _dependents(self, e: _Entry, among: list[_Entry] | None = None) -> list[_Entry]:
+        """What belongs to `e` (and to those, in turn), deepest last."""
+        pool = list(self._entries.values()) if among is None else among
+        out = [d for d in pool if d.parent == e.key]
+        for d in list(out):
+            out.extend(x for x in self._dependents(d, pool) if x not in out)
+        return out
+
     def _unload_entry(self, e: _Entry, reason: str) -> None:
+        # What belongs to it goes first (a projector bound to the text model being freed).
+        with self._cond:
+            deps = [d for d in self._dependents(e) if d.state is ResidentState.RESIDENT]
+            for d in deps:
+                d.state = ResidentState.UNLOADING
+        for d in reversed(deps):
+            self._unload_entry(d, f"{reason}; it belongs to {e.name}")
         with self._io:
             try:
                 if e.closer is not None and e.obj is not None:
@@ -522,6 +558,8 @@ class ResidencyManager:
             while any(e.users for e in self._entries.values()) and time.monotonic() < deadline:
                 self._cond.wait(max(deadline - time.monotonic(), 0.01))
             entries = [e for e in self._entries.values() if e.state is ResidentState.RESIDENT]
+            # What belongs to another resident goes before it.
+            entries.sort(key=lambda e: e.parent is None)
             for e in entries:
                 e.state = ResidentState.UNLOADING
         for e in entries:
