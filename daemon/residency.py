@@ -18,7 +18,7 @@ from typing import Any
 from models import memory
 from models.errors import ModelError
 from models.registry import ModelRegistry
-from models.resident import ResidencyEvent, ResidentInfo, ResidentState
+from models.resident import ResidencyEvent, ResidentInfo, ResidentKind, ResidentState
 from models.settings import Residency, Tier
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class ResidencyView:
     """A snapshot for `models ps`, `status`, the tray and the `residency` event."""
 
     tiers: tuple[TierView, ...]
-    residents: tuple[ResidentInfo, ...]  # everything on the budget's books (ASR, TTS too)
+    residents: tuple[ResidentInfo, ...]  # all on the budget: projectors, ASR, TTS too
     used_mb: float  # charged against the budget
     budget_mb: float
     process_mb: float  # resident memory of the whole daemon
@@ -78,7 +78,8 @@ class DaemonResidency:
         residents = tuple(reg.resident(include_ollama=False))
         views = []
         for tier in Tier:
-            info = next((i for i in residents if tier in i.tiers
+            # The tier's language model; its projector, if loaded, is a resident of its own.
+            info = next((i for i in residents if tier in i.tiers and i.kind is ResidentKind.LLM
                          and i.state is ResidentState.RESIDENT), None)
             policy_pinned = reg.settings(tier).residency is Residency.PINNED
             try:

@@ -23,7 +23,7 @@ from daemon.speech import SpeechWorker
 from models.attachments import Attachment
 from models.backend import CancelToken, Message
 from models.errors import ModelError
-from models.multimodal import MediaBackends, accepted_kinds, prepare_user_turn
+from models.multimodal import prepare_user_turn
 from models.registry import ModelRegistry
 from models.settings import Tier
 from routing.fallback import candidates
@@ -80,7 +80,7 @@ class Assistant:
         self._system = system_prompt
         self.memory = memory
         self.registry = registry
-        self._media: tuple[str, tuple[Attachment, ...], MediaBackends | None] | None = None
+        self._media: tuple[str, tuple[Attachment, ...]] | None = None
         self.router = router
         self.transcriber = transcriber
         self.voices = voices
@@ -104,6 +104,23 @@ class Assistant:
                         pass
                 except ModelError as exc:
                     log.warning("warm-up of %s failed: %s", tier, exc)
+
+    def prime(self, tier: Tier, language: str | None = None) -> None:
+        """Evaluate the next turn's prompt up to the user's words (system prompt and memory)
+        now, while nobody is talking, so the next reply only has to read the new question.
+
+        After memory drops its oldest exchange the whole remembered conversation would
+        otherwise be read again at the start of the next reply.
+        """
+        if not self.registry.is_loaded(tier):
+            return
+        rec = TurnRecord(transcript="", language=language or self.language)
+        try:
+            for _ in self.registry.backend(tier).stream(self._messages(rec), max_tokens=1,
+                                                        temperature=0.0):
+                pass
+        except ModelError as exc:
+            log.debug("priming %s failed: %s", tier, exc)
 
     def remember(self, rec: TurnRecord) -> None:
         """Keep a finished turn in the conversation memory."""
@@ -140,15 +157,17 @@ class Assistant:
 
     def text_turn(
         self, text: str, sink: AudioSink | None, cancel: CancelToken | None = None,
-        media: Sequence[Attachment] = (), media_backends: MediaBackends | None = None,
+        media: Sequence[Attachment] = (),
     ) -> TurnRecord:
         """A typed turn; `media` (audio, images, video frames) go to the model with the text
-        when the tier's backend takes them (from `media_backends`, else the registry's)."""
+        when the tier's model takes them (a projector the RAM budget admits), else audio as
+        its transcript. `text` may be empty when there is media: a recording is its own
+        question, and pictures alone are asked what they show."""
         shown = text or " ".join(f"{a.kind} from {a.source.name}" for a in media[:1])
         audio_s = sum(a.seconds or 0.0 for a in media) or None
         rec = TurnRecord(transcript=shown, source="text" if not media else "media",
                          language=self.language, audio_s=audio_s)
-        self._media = (text, tuple(media), media_backends)
+        self._media = (text, tuple(media))
         try:
             signals = TurnSignals(shown, audio_s=audio_s,
                                   attachments=tuple(RoutedAttachment.of(a) for a in media))
@@ -250,12 +269,11 @@ class Assistant:
 
     def _with_media(self, tier: Tier, backend, messages: list, rec: TurnRecord):
         """The backend and messages for a turn with attachments (transcript if it has no ear)."""
-        text, media, backends = self._media
-        omni = backends.get(tier) if backends is not None else None
-        backend = omni or backend
+        text, media = self._media
+        support = self.registry.media(tier)
         asr = self.transcriber
         turn = prepare_user_turn(
-            text, media, accepts=accepted_kinds(backend), tier=tier.value,
+            text, media, accepts=support.kinds, tier=tier.value, why_not=support.why_not,
             transcribe=(lambda s: asr.transcribe(s).text) if asr is not None else None,
         )
         if turn.note and turn.note not in rec.reason:

@@ -29,6 +29,43 @@ def check_gguf(path: Path) -> None:
         raise ModelError(f"{path} is truncated ({path.stat().st_size} bytes)")
 
 
+def open_llama(
+    path: Path,
+    *,
+    n_ctx: int,
+    threads: int | None,
+    n_batch: int,
+    use_mmap: bool,
+    kv_type: str = "f16",
+):  # -> llama_cpp.Llama
+    """A llama-cpp-python model and context for `path`, or ModelError with the reason."""
+    check_gguf(path)
+    import llama_cpp
+    from llama_cpp import Llama
+
+    kv = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0,
+          "q4_0": llama_cpp.GGML_TYPE_Q4_0}
+    if kv_type not in kv:
+        raise ModelError(f"unknown KV cache type '{kv_type}' (use f16, q8_0 or q4_0)")
+    threads = threads or os.cpu_count() or 1
+    try:
+        return Llama(
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_batch=min(n_batch, n_ctx),
+            use_mmap=use_mmap,
+            type_k=kv[kv_type],
+            type_v=kv[kv_type],
+            # llama.cpp quantises the V cache only with flash attention
+            flash_attn=kv_type != "f16",
+            verbose=False,
+        )
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise ModelError(f"cannot load {path.name}: {exc}") from exc
+
+
 class LlamaCppBackend:
     """A GGUF model loaded with llama-cpp-python; streams chat completions."""
 
@@ -42,35 +79,11 @@ class LlamaCppBackend:
         use_mmap: bool = True,
         kv_type: str = "f16",
     ) -> None:
-        check_gguf(path)
-        import llama_cpp
-        from llama_cpp import Llama
-
-        kv = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0,
-              "q4_0": llama_cpp.GGML_TYPE_Q4_0}
-        if kv_type not in kv:
-            raise ModelError(f"unknown KV cache type '{kv_type}' (use f16, q8_0 or q4_0)")
-
         self.name = path.name
         self.path = path
         self.n_ctx = n_ctx
-        threads = threads or os.cpu_count() or 1
-        try:
-            self._llm = Llama(
-                model_path=str(path),
-                n_ctx=n_ctx,
-                n_threads=threads,
-                n_threads_batch=threads,
-                n_batch=min(n_batch, n_ctx),
-                use_mmap=use_mmap,
-                type_k=kv[kv_type],
-                type_v=kv[kv_type],
-                # llama.cpp quantises the V cache only with flash attention
-                flash_attn=kv_type != "f16",
-                verbose=False,
-            )
-        except (ValueError, RuntimeError, OSError) as exc:
-            raise ModelError(f"cannot load {path.name}: {exc}") from exc
+        self._llm = open_llama(path, n_ctx=n_ctx, threads=threads, n_batch=n_batch,
+                               use_mmap=use_mmap, kv_type=kv_type)
 
     def stream(
         self,

@@ -8,7 +8,9 @@ a bitmap, `mtmd_tokenize` splits the prompt into text, audio and image chunks, a
 Qwen2.5-Omni). Sampling then runs token by token on the same context.
 
 Turns without attachments go through llama-cpp-python's ordinary chat completion, so the
-projector stays unloaded until a turn needs it (see `models.projector`).
+projector stays unloaded until a turn needs it (see `models.projector`). The model registry
+builds this backend for every llama.cpp tier with an `mmproj`, so a tier's text model is
+loaded once whether its turns carry media or not.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from pathlib import Path
 from models.attachments import MediaKind
 from models.backend import CancelToken, Message
 from models.errors import ModelError
-from models.llamacpp import check_gguf
+from models.llamacpp import check_gguf, open_llama
 from models.multimodal import MediaMessage
-from models.projector import Projector, ProjectorInfo
+from models.projector import Projector, ProjectorInfo, ProjectorSource
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +72,16 @@ def _quiet_mtmd() -> None:
     mtmd_cpp.mtmd_helper_log_set(hook, ctypes.c_void_p(0))
 
 
+ProjectorFactory = Callable[[Callable[[], object]], ProjectorSource]
+"""Builds the projector for a text model, given a function returning its llama_model."""
+
+
 class OmniBackend:
-    """A GGUF text model plus an optional mmproj; streams chat completions with attachments."""
+    """A GGUF text model plus an optional mmproj; streams chat completions with attachments.
+
+    The projector is kept by a `Projector` of its own (`mmproj`, `mmproj_keep_s`), or by
+    whatever `projector` builds: the model registry passes one that lives in its RAM budget.
+    """
 
     def __init__(
         self,
@@ -79,35 +89,37 @@ class OmniBackend:
         *,
         mmproj: Path | None = None,
         mmproj_keep_s: float = 0.0,
+        projector: ProjectorFactory | None = None,
         n_ctx: int = 4096,
         threads: int | None = None,
         n_batch: int = 512,
         use_mmap: bool = True,
+        kv_type: str = "f16",
         on_projector_change: Callable[[ProjectorInfo], None] | None = None,
     ) -> None:
-        check_gguf(path)
         if mmproj is not None:
             check_gguf(mmproj)
-        from llama_cpp import Llama
-
         _quiet_mtmd()
         self.name = path.name
         self.path = path
         self.n_ctx = n_ctx
         self.n_batch = min(n_batch, n_ctx)
         threads = threads or os.cpu_count() or 1
-        try:
-            self._llm = Llama(
-                model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-                n_batch=self.n_batch, use_mmap=use_mmap, verbose=False,
-            )
-        except (ValueError, RuntimeError, OSError) as exc:
-            raise ModelError(f"cannot load {path.name}: {exc}") from exc
-        self.projector: Projector | None = None
-        if mmproj is not None:
-            self.projector = Projector(mmproj, lambda: self._llm.model, threads=threads,
+        self._llm = open_llama(path, n_ctx=n_ctx, threads=threads, n_batch=n_batch,
+                               use_mmap=use_mmap, kv_type=kv_type)
+        self.projector: ProjectorSource | None = None
+        if projector is not None:
+            self.projector = projector(self.llama_model)
+        elif mmproj is not None:
+            self.projector = Projector(mmproj, self.llama_model, threads=threads,
                                        keep_s=mmproj_keep_s, on_change=on_projector_change)
         self.last_prompt: PromptStats | None = None
+
+    def llama_model(self) -> object:
+        """The loaded llama_model pointer, which libmtmd binds a projector to."""
+        if self._llm is None:
+            raise ModelError(f"{self.name} is closed")
+        return self._llm.model
 
     # --- what it takes -----------------------------------------------------------------------
 
@@ -166,7 +178,9 @@ class OmniBackend:
             self.projector.release()
 
     def _stream_text(self, messages, max_tokens, temperature, cancel) -> Iterator[str]:
-        self._llm.reset()
+        # No reset here: a multimodal turn leaves Llama's bookkeeping empty (so its KV cells
+        # are cleared on the next eval), and between text turns the kept tokens are the
+        # prompt cache that makes a warm system prompt cheap.
         try:
             chunks = self._llm.create_chat_completion(
                 messages=[m.as_dict() for m in messages], max_tokens=max_tokens,

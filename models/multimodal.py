@@ -16,6 +16,7 @@ import numpy as np
 
 from models.attachments import Attachment, MediaKind
 from models.backend import Message
+from models.errors import ModelError
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,10 @@ class UserTurn:
     note: str | None = None
 
 
+DEFAULT_IMAGE_QUESTION = "What is in this picture?"
+"""Asked about images sent without a question or a recording."""
+
+
 def prepare_user_turn(
     text: str,
     media: Sequence[Attachment],
@@ -63,73 +68,42 @@ def prepare_user_turn(
     accepts: frozenset[MediaKind],
     tier: str,
     transcribe: Callable[[np.ndarray], str] | None = None,
+    why_not: str | None = None,
 ) -> UserTurn:
     """Keep what the tier takes; turn audio it cannot take into a transcript, and say so.
 
-    A tier without a projector gets the transcript of the audio with the typed text, and the
-    note explains that the sound itself did not reach the model. Images it cannot take are
-    left out with a note saying so, never silently.
+    A tier that cannot take the audio gets its transcript with the typed text, and the note
+    explains that the sound itself did not reach the model (`why_not` says why, e.g. "could
+    not load its projector (…)"; by default, that it has no projector configured). Images
+    it cannot take are left out with a note saying so, never silently. Images sent with no
+    question and no recording are asked about with `DEFAULT_IMAGE_QUESTION`; when nothing
+    is left to ask at all, ModelError says so.
     """
+    why = why_not or "has no projector configured"
     notes = [a.note for a in media if a.note]
     keep = tuple(a for a in media if a.kind in accepts)
     lost = [a for a in media if a.kind not in accepts]
     parts = [text.strip()] if text.strip() else []
     if any(a.kind is MediaKind.AUDIO for a in lost):
         if transcribe is None:
-            from models.errors import ModelError
-
-            raise ModelError(
-                f"tier {tier} has no projector for audio and no speech recogniser is loaded"
-            )
+            raise ModelError(f"tier {tier} {why}, and no speech recogniser is loaded to "
+                             "transcribe the audio")
         heard = " ".join(
             transcribe(a.samples).strip()
             for a in lost
             if a.kind is MediaKind.AUDIO and a.samples is not None
         ).strip()
         parts.insert(0, heard)
-        notes.append(f"{tier} has no projector configured, so the audio was transcribed "
-                     "and only the transcript was sent")
+        notes.append(f"{tier} {why}, so the audio was transcribed and only the transcript "
+                     "was sent")
     if any(a.kind is MediaKind.IMAGE for a in lost):
-        notes.append(f"{tier} cannot see images (no vision projector), so they were left out")
+        notes.append(f"{tier} cannot see images: it {why}, so they were left out")
+    if not any(p for p in parts) and not any(a.kind is MediaKind.AUDIO for a in keep):
+        if not keep:
+            raise ModelError(f"{tier} cannot see images: it {why}, and no question was asked")
+        parts = [DEFAULT_IMAGE_QUESTION]
     body = "\n".join(p for p in parts if p)
     msg: Message | MediaMessage = MediaMessage("user", body, keep) if keep else Message(
         "user", body
     )
     return UserTurn(msg, "; ".join(notes) or None)
-
-
-class MediaBackends:
-    """Omni backends with projectors for media turns, one per tier, built from the registry.
-
-    Until the registry builds `OmniBackend` itself for tiers with an `mmproj`, a media turn
-    gets its backend here (outside the RAM budget's bookkeeping); text turns are unaffected.
-    """
-
-    def __init__(self, registry) -> None:  # models.registry.ModelRegistry
-        self._registry = registry
-        self._built: dict[str, object] = {}
-
-    def get(self, tier):  # -> OmniBackend | None
-        from models.mtmd import OmniBackend
-
-        r = self._registry.resolve(tier)
-        ts = self._registry.settings(tier)
-        if r.backend != "llamacpp" or r.path is None:
-            return None
-        mmproj = getattr(r, "mmproj", None)
-        if mmproj is None and getattr(ts, "mmproj", None) and not r.starter:
-            mmproj = self._registry.model_path(ts.mmproj)
-        if mmproj is None:
-            return None  # the registry's backend serves it; audio goes as a transcript
-        key = f"{r.path}|{mmproj}"
-        if key not in self._built:
-            self._built[key] = OmniBackend(
-                r.path, mmproj=mmproj, mmproj_keep_s=getattr(ts, "mmproj_keep_s", 0.0),
-                n_ctx=ts.n_ctx, threads=ts.threads, n_batch=ts.n_batch, use_mmap=ts.use_mmap,
-            )
-        return self._built[key]
-
-    def close(self) -> None:
-        for b in self._built.values():
-            b.close()
-        self._built.clear()

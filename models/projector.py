@@ -1,20 +1,19 @@
-"""The multimodal projector's residency: loaded for the first multimodal turn, kept a while.
+"""The multimodal projector (mmproj): a loaded libmtmd context, and when it is in memory.
 
 The seeds' "Low-VRAM mode": a Qwen2.5-Omni mmproj (1.5–2.6 GB) is only in memory while it is
 needed. It is loaded on the first turn with audio or images, kept for `keep_s` seconds after
-the last one (0 = unloaded as soon as the turn's prompt is encoded) and then freed. libmtmd
+the last one (0 = freed as soon as the turn's prompt is encoded) and then freed. libmtmd
 reads the projector's weights into allocated buffers (no mmap), so loading shows up in the
-process's RSS and unloading gives it back; glibc keeps freed blocks of this size in its heap,
+process's RSS and freeing gives it back; glibc keeps freed blocks of this size in its heap,
 so after freeing we ask it to return them (`malloc_trim`).
 
-`info()` is what `sarai models ps` and the RAM budget read; `on_change` tells a listener (the
-residency manager) when the projector is loaded or freed.
+Two keepers share one interface (`ProjectorSource`): `Projector` times itself, for an
+`OmniBackend` used on its own; the model registry's tiers use `models.omni_tier`'s
+`ResidentProjector`, which makes the projector a resident of the one RAM budget.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import threading
 import time
@@ -22,9 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Protocol
 
 import psutil
 
+from models import memory
 from models.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ class ProjectorState(StrEnum):
 
 @dataclass(frozen=True)
 class ProjectorInfo:
-    """A snapshot of the projector for `models ps` and the RAM budget."""
+    """A snapshot of the projector."""
 
     path: Path
     state: ProjectorState
@@ -47,28 +48,72 @@ class ProjectorInfo:
     rss_mb: float | None  # RSS growth measured when it was last loaded
     keep_s: float
     idle_s: float | None  # seconds since the last multimodal turn, while loaded
-    audio: bool | None  # what it can encode (known once loaded)
+    audio: bool | None  # what it can encode (None: not known yet)
     vision: bool | None
 
 
-def _trim_heap() -> None:
-    """Give freed heap memory back to the OS (glibc only; elsewhere a no-op)."""
-    name = ctypes.util.find_library("c")
-    if not name:
-        return
-    try:
-        libc = ctypes.CDLL(name)
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+class ProjectorSource(Protocol):
+    """What `OmniBackend` needs from a projector: a context for one prompt at a time."""
+
+    path: Path
+
+    def acquire(self) -> int:
+        """The loaded mtmd context (loading it first if needed); pair with `release()`."""
+
+    def release(self) -> None:
+        """The prompt is encoded; the keeper decides when the projector is freed."""
+
+    def info(self) -> ProjectorInfo: ...
+
+    def close(self) -> None:
+        """Free it now (the text model is about to go)."""
 
 
 def _rss_mb() -> float:
     return psutil.Process().memory_info().rss / MIB
 
 
+class MtmdContext:
+    """One loaded mmproj bound to one loaded text model. Free it with `free()`."""
+
+    def __init__(self, path: Path, text_model: object, *, threads: int) -> None:
+        from llama_cpp import mtmd_cpp
+
+        params = mtmd_cpp.mtmd_context_params_default()
+        params.use_gpu = False
+        params.print_timings = False
+        params.n_threads = threads
+        # A warm-up encode would only move the cost of the first turn to load time.
+        params.warmup = False
+        memory.release_freed()
+        before = _rss_mb()
+        t = time.perf_counter()
+        ctx = mtmd_cpp.mtmd_init_from_file(str(path).encode(), text_model, params)
+        if not ctx:
+            raise ModelError(f"cannot load projector {path.name} for this model")
+        self.path = path
+        self.handle: int | None = ctx
+        self.audio = bool(mtmd_cpp.mtmd_support_audio(ctx))
+        self.vision = bool(mtmd_cpp.mtmd_support_vision(ctx))
+        self.rss_mb = round(_rss_mb() - before, 1)
+        log.info("projector %s loaded in %.1f s (+%.0f MB RSS)", path.name,
+                 time.perf_counter() - t, self.rss_mb)
+
+    def free(self) -> None:
+        """Give its memory back (idempotent)."""
+        if self.handle is None:
+            return
+        from llama_cpp import mtmd_cpp
+
+        mtmd_cpp.mtmd_free(self.handle)
+        self.handle = None
+        memory.release_freed()
+        log.info("projector %s unloaded", self.path.name)
+
+
 class Projector:
-    """One mmproj file bound to one loaded text model; thread-safe."""
+    """A projector that keeps itself loaded for `keep_s` seconds after its last use;
+    thread-safe. For an `OmniBackend` outside the model registry (which budgets its own)."""
 
     def __init__(
         self,
@@ -87,7 +132,7 @@ class Projector:
         self._threads = threads
         self._on_change = on_change
         self._lock = threading.RLock()
-        self._ctx: int | None = None
+        self._ctx: MtmdContext | None = None
         self._users = 0
         self._last_used: float | None = None
         self._rss_mb: float | None = None
@@ -101,10 +146,13 @@ class Projector:
         with self._lock:
             self._cancel_timer()
             if self._ctx is None:
-                self._load()
+                self._ctx = MtmdContext(self.path, self._text_model(), threads=self._threads)
+                self._caps = (self._ctx.audio, self._ctx.vision)
+                self._rss_mb = self._ctx.rss_mb
+                self._notify()
             self._users += 1
-            assert self._ctx is not None
-            return self._ctx
+            assert self._ctx.handle is not None
+            return self._ctx.handle
 
     def release(self) -> None:
         """The turn is done with it: free now (keep_s 0) or after keep_s idle seconds."""
@@ -126,12 +174,8 @@ class Projector:
             self._cancel_timer()
             if self._ctx is None or self._users:
                 return False
-            from llama_cpp import mtmd_cpp
-
-            mtmd_cpp.mtmd_free(self._ctx)
+            self._ctx.free()
             self._ctx = None
-            _trim_heap()
-            log.info("projector %s unloaded", self.path.name)
         self._notify()
         return True
 
@@ -157,29 +201,6 @@ class Projector:
             )
 
     # --- internals ---------------------------------------------------------------------------
-
-    def _load(self) -> None:
-        from llama_cpp import mtmd_cpp
-
-        params = mtmd_cpp.mtmd_context_params_default()
-        params.use_gpu = False
-        params.print_timings = False
-        params.n_threads = self._threads
-        # A warm-up encode would only move the cost of the first turn to load time.
-        params.warmup = False
-        _trim_heap()
-        before = _rss_mb()
-        t = time.perf_counter()
-        ctx = mtmd_cpp.mtmd_init_from_file(str(self.path).encode(), self._text_model(), params)
-        if not ctx:
-            raise ModelError(f"cannot load projector {self.path.name} for this model")
-        self._ctx = ctx
-        self._caps = (bool(mtmd_cpp.mtmd_support_audio(ctx)),
-                      bool(mtmd_cpp.mtmd_support_vision(ctx)))
-        self._rss_mb = round(_rss_mb() - before, 1)
-        log.info("projector %s loaded in %.1f s (+%.0f MB RSS)", self.path.name,
-                 time.perf_counter() - t, self._rss_mb)
-        self._notify()
 
     def _expire(self) -> None:
         with self._lock:

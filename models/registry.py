@@ -4,12 +4,18 @@
 handle whose replies keep the model busy, so it is never unloaded mid-reply. A tier whose model
 cannot be loaded (missing, over budget, server down) raises ModelUnavailable, and the caller
 falls back to another tier.
+
+A llama.cpp tier with an `mmproj` is served by `OmniBackend` for text and media turns alike
+(one text model per tier); its projector is a resident of its own, loaded by the first
+multimodal prompt (see `models.omni_tier`). `media(tier)` says what a turn's attachments can
+reach now.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,6 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from models import starter
+from models.attachments import MediaKind
 from models.backend import CancelToken, ChatBackend, Message
 from models.discovery import Found, discover, find_model
 from models.errors import ModelError, ModelUnavailable
@@ -32,6 +39,7 @@ from models.ollama_backend import (
     ollama_model_size,
     ollama_ps,
 )
+from models.omni_tier import MediaSupport, ResidentProjector, projector_cost, projector_kinds
 from models.openai_backend import OpenAIBackend, openai_has_model
 from models.residency import ResidencyManager
 from models.resident import Admission, Cost, Listener, ResidentInfo, ResidentKind, ResidentState
@@ -51,7 +59,7 @@ class ResolvedTier:
     starter: bool  # a starter model stands in for the configured one
     why: str = ""  # why the configured model is not used
     host: str | None = None  # server for ollama / openai
-    mmproj: Path | None = None  # projector whose size is reserved with the model
+    mmproj: Path | None = None  # projector (a resident of its own, loaded for media turns)
 
     @property
     def key(self) -> tuple:
@@ -155,7 +163,10 @@ class ModelRegistry:
         if ts.backend == "llamacpp":
             path = self.find_file(ts.model)
             if path is not None:
-                mmproj = self.find_file(ts.mmproj) if ts.mmproj else None
+                # A configured projector that is missing stays named, so media turns can
+                # say so instead of acting as if none were configured.
+                mmproj = (self.find_file(ts.mmproj) or self.model_path(ts.mmproj)
+                          if ts.mmproj else None)
                 return ResolvedTier(tier, "llamacpp", path.name, path, False, mmproj=mmproj)
             why = f"{ts.model} not found in {self._dir} or the other places searched"
         elif ts.backend == "ollama":
@@ -199,6 +210,11 @@ class ModelRegistry:
             return f"llamacpp:{r.path}@{self.n_ctx(tier, long_context)}"
         return f"{r.backend}:{r.host}/{r.model}"
 
+    def projector_key(self, tier: Tier, long_context: bool = False) -> str:
+        """The residency key of the tier's projector (one per text model it is bound to)."""
+        r = self.resolve(tier)
+        return f"mmproj:{r.mmproj}@{self.key(tier, long_context)}"
+
     def estimate(self, tier: Tier, long_context: bool = False) -> Cost:
         """What loading the tier will take from the budget (reads the GGUF header)."""
         r = self.resolve(tier)
@@ -212,8 +228,8 @@ class ModelRegistry:
             check_gguf(r.path)
             est = read_info(r.path).estimate_mb(self.n_ctx(tier, long_context),
                                                 kv_type=ts.kv_type, n_batch=ts.n_batch)
-            proj = r.mmproj.stat().st_size / MIB if r.mmproj is not None else 0.0
-            return Cost(weights_mb=est.weights_mb, extra_mb=est.kv_mb + est.compute_mb + proj,
+            # The projector is not counted here: it is a resident of its own (projector_key).
+            return Cost(weights_mb=est.weights_mb, extra_mb=est.kv_mb + est.compute_mb,
                         weights_file=str(r.path.resolve()) if ts.use_mmap else None)
         if r.backend == "ollama" and r.host and is_local(r.host):
             size = ollama_model_size(r.host, r.model)
@@ -237,13 +253,27 @@ class ModelRegistry:
             assert r.host is not None
             return lambda: OpenAIBackend(r.host or "", r.model, api_key_env=ts.api_key_env)
         assert r.path is not None
-        path = r.path
+        path, mmproj = r.path, r.mmproj
+        n_ctx = self.n_ctx(tier, long_context)
 
         def load_llamacpp() -> ChatBackend:
             log.info("loading %s for %s", r.model, tier)
-            return LlamaCppBackend(path, n_ctx=self.n_ctx(tier, long_context),
-                                   threads=ts.threads, n_batch=ts.n_batch,
-                                   use_mmap=ts.use_mmap, kv_type=ts.kv_type)
+            if mmproj is None:
+                return LlamaCppBackend(path, n_ctx=n_ctx, threads=ts.threads,
+                                       n_batch=ts.n_batch, use_mmap=ts.use_mmap,
+                                       kv_type=ts.kv_type)
+            from models.mtmd import OmniBackend
+
+            text_key = self.key(tier, long_context)
+
+            def projector(text_model: Callable[[], object]) -> ResidentProjector:
+                return ResidentProjector(
+                    self.residency, self.projector_key(tier, long_context), mmproj, text_model,
+                    parent=text_key, tier=tier, threads=ts.threads or os.cpu_count() or 1,
+                    keep_s=ts.mmproj_keep_s)
+
+            return OmniBackend(path, projector=projector, n_ctx=n_ctx, threads=ts.threads,
+                               n_batch=ts.n_batch, use_mmap=ts.use_mmap, kv_type=ts.kv_type)
         return load_llamacpp
 
     def _acquire(self, tier: Tier, long_context: bool, *, use: bool) -> ChatBackend:
@@ -302,6 +332,34 @@ class ModelRegistry:
                 self.backend(tier)
 
     # --- for the router and the daemon ---------------------------------------------------
+
+    def media(self, tier: Tier, *, long_context: bool = False) -> MediaSupport:
+        """What the tier's model can take directly now: the kinds its projector encodes, if
+        it has one whose file is there and which the RAM budget admits (or holds already)."""
+        try:
+            r = self.resolve(tier)
+        except ModelError as exc:
+            return MediaSupport(frozenset(), f"is unavailable ({exc})")
+        if r.starter and self._s.tier(tier).mmproj:
+            return MediaSupport(frozenset(), f"runs on the starter model {r.model}, which has "
+                                "no projector")
+        if r.backend != "llamacpp" or r.mmproj is None:
+            return MediaSupport(frozenset(), "has no projector configured")
+        if not r.mmproj.is_file():
+            return MediaSupport(frozenset(), f"has no projector: {r.mmproj} was not found")
+        try:
+            kinds = projector_kinds(r.mmproj)
+            adm = self.residency.admission(self.projector_key(tier, long_context),
+                                           projector_cost(r.mmproj),
+                                           parent=self.key(tier, long_context))
+        except ModelError as exc:
+            return MediaSupport(frozenset(), f"cannot use its projector ({exc})")
+        if not adm.ok:
+            return MediaSupport(frozenset(), f"could not load its projector {r.mmproj.name} "
+                                f"({adm.reason})")
+        missing = [k for k in (MediaKind.AUDIO, MediaKind.IMAGE) if k not in kinds]
+        why = f"has a projector that encodes no {' or '.join(missing)}" if missing else None
+        return MediaSupport(kinds, why)
 
     def can_load(self, tier: Tier, *, long_context: bool = False) -> Admission:
         """Whether the tier is resident or could be loaded now, and what that would evict."""

@@ -40,10 +40,10 @@ class TierSettings(BaseModel):
         "smollm2-135m", description="starter model used while `model` is not available"
     )
     mmproj: str | None = Field(
-        None, description="multimodal projector GGUF; its size is reserved in the RAM budget"
+        None, description="multimodal projector GGUF, loaded for media turns within the budget"
     )
     mmproj_keep_s: float = Field(
-        0.0, ge=0, description="seconds the projector stays loaded after a media turn"
+        0.0, ge=0, description="seconds the projector stays loaded after a media turn (0: none)"
     )
     n_ctx: int = Field(2048, ge=128, le=1_048_576)
     n_ctx_long: int | None = Field(None, ge=128, description="second context size, same file")

@@ -52,7 +52,7 @@ def from_registry(registry: CanLoad) -> Callable[[Tier], bool]:
 def media_from_registry(registry: Resolves) -> Callable[[Tier], bool]:
     """A tier takes attachments directly when its llama.cpp model has a projector (mmproj).
 
-    This is the condition models.multimodal.MediaBackends uses to build an Omni backend;
+    This is the condition under which the registry serves the tier with its Omni backend;
     other tiers get an attachment's transcript, or nothing, instead.
     """
 

@@ -72,6 +72,18 @@ def test_audio_turn_streams_a_reply(omni, tmp_path):
     assert isinstance("".join(again), str)
 
 
+def test_text_turns_keep_the_prompt_cache_and_media_turns_start_clean(omni, tmp_path):
+    hello = [SYSTEM, Message("user", "hello")]
+    "".join(omni.stream(hello, max_tokens=2, temperature=0))
+    kept = omni._llm.n_tokens
+    assert kept > 0  # the system prompt stays evaluated for the next text turn
+    media = load(write_tone(tmp_path / "q.wav", 1.0), LIMITS)
+    "".join(omni.stream(_ask(media), max_tokens=2, temperature=0))
+    assert omni._llm.n_tokens == 0  # its positions are not Llama's: the next turn re-evaluates
+    "".join(omni.stream(hello, max_tokens=2, temperature=0))
+    assert omni._llm.n_tokens == kept
+
+
 def test_video_sends_frames_and_sound(omni, tmp_path):
     media = load(write_video(tmp_path / "v.mp4", seconds=2.0), LIMITS)
     "".join(omni.stream(_ask(media, "What happens?"), max_tokens=4, temperature=0.5))

@@ -155,14 +155,15 @@ def ps_table(infos: list[ResidentInfo], budget_mb: float) -> str:
     if not infos:
         lines.append("Nothing is resident.")
     else:
-        lines.append(f"{'MODEL':34} {'TIERS':22} {'STATE':9} {'POLICY':9} {'RAM':>8} "
-                     f"{'ANON':>8} {'FILE':>8} {'IDLE':>6} {'EXPIRES':>8}")
+        lines.append(f"{'MODEL':34} {'KIND':6} {'TIERS':22} {'STATE':9} {'POLICY':9} "
+                     f"{'RAM':>8} {'ANON':>8} {'FILE':>8} {'IDLE':>6} {'EXPIRES':>8}")
         for i in infos:
             policy = "pinned" if i.pinned else str(i.policy)
             idle = f"{i.idle_s:.0f}s" if i.idle_s is not None else "-"
             exp = f"{i.expires_in_s:.0f}s" if i.expires_in_s is not None else "-"
             lines.append(
-                f"{i.name[:34]:34} {', '.join(i.tiers)[:22] or '-':22} {i.state:9} {policy:9} "
+                f"{i.name[:34]:34} {i.kind:6} {', '.join(i.tiers)[:22] or '-':22} {i.state:9} "
+                f"{policy:9} "
                 f"{_mb(i.charged_mb):>8} {_mb(i.anon_mb):>8} {_mb(i.file_mb):>8} {idle:>6} "
                 f"{exp:>8}" + (f"  {i.detail}" if i.external else "")
             )

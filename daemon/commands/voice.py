@@ -18,7 +18,6 @@ from daemon.app import Context, build_assistant
 from daemon.commands import ask_media
 from daemon.report import format_turn
 from daemon.turn import Assistant, TurnRecord
-from models.multimodal import MediaBackends
 
 log = logging.getLogger(__name__)
 
@@ -112,17 +111,14 @@ def _ask(args: argparse.Namespace, ctx: Context) -> int:
     speak = not args.no_speak
     assistant = build_assistant(ctx, hear=ask_media.needs_ear(media), speak=speak)
     _notice(assistant)
-    backends = MediaBackends(assistant.registry) if media else None
     sink = None
     if speak:
         sink = WavSink(args.output) if args.output else SpeakerSink(ctx.config.audio.output_device)
     try:
-        rec = assistant.text_turn(args.text.strip(), sink, media=media, media_backends=backends)
+        rec = assistant.text_turn(args.text.strip(), sink, media=media)
         if sink is not None:
             sink.close()
     finally:
-        if backends is not None:
-            backends.close()
         assistant.registry.close()
     if args.json:
         _emit(rec, True)
