@@ -6,6 +6,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -63,15 +64,23 @@ class HeldSink:
     """Holds audio back until `release()`, then passes it on; `discard()` drops it.
 
     Used for speculative turns: work starts at a short pause, but nothing is heard unless
-    the pause turns out to be the end of the turn.
+    the pause turns out to be the end of the turn. A sink nobody decides about within
+    `expire_s` (say, listening was muted meanwhile) discards itself when drained.
     """
 
-    def __init__(self, sink: AudioSink) -> None:
+    def __init__(self, sink: AudioSink, expire_s: float | None = None) -> None:
         self._sink = sink
         self._held: list[tuple[np.ndarray, int]] = []
         self._lock = threading.Lock()
         self._decided = threading.Event()
         self._released = False
+        self._deadline = None if expire_s is None else time.perf_counter() + expire_s
+        # When the first audio reached the real sink (perf_counter): "first audio out".
+        self.first_out_at: float | None = None
+
+    @property
+    def released(self) -> bool:
+        return self._released
 
     def play(self, samples: np.ndarray, sample_rate: int) -> None:
         with self._lock:
@@ -79,6 +88,8 @@ class HeldSink:
                 if not self._decided.is_set():
                     self._held.append((samples, sample_rate))
                 return
+            if self.first_out_at is None:
+                self.first_out_at = time.perf_counter()
         self._sink.play(samples, sample_rate)
 
     def release(self) -> None:
@@ -86,6 +97,8 @@ class HeldSink:
             self._released = True
             held, self._held = self._held, []
             self._decided.set()
+            if held:
+                self.first_out_at = time.perf_counter()
         for samples, rate in held:
             self._sink.play(samples, rate)
 
@@ -95,7 +108,9 @@ class HeldSink:
             self._decided.set()
 
     def drain(self) -> None:
-        self._decided.wait()
+        wait = None if self._deadline is None else max(0.0, self._deadline - time.perf_counter())
+        if not self._decided.wait(wait):
+            self.discard()
         if self._released:
             self._sink.drain()
 
@@ -121,16 +136,23 @@ def _check_device(sd, device: str | int | None, kind: str) -> None:
 
 
 class SpeakerSink:
-    """Plays audio on an output device from a background thread, in order.
+    """Plays audio on an output device, in order, from a stream that never stops.
 
-    `on_played(samples, rate)` sees every block as it is handed to the device (the echo
-    reference); `stop()` drops what is queued within one block (barge-in).
+    PortAudio's callback takes queued samples as the device asks for them and plays silence
+    when there are none, so the device never underruns or suspends between sentences (a
+    suspended PulseAudio sink can take over a second to wake, which would delay the first
+    words of every answer). `on_played(samples, rate)` sees every block as it is handed to
+    the device (the echo reference); `pause()` goes silent from the next block and `resume()`
+    goes on where it paused (a possible barge-in, not yet confirmed); `stop()` drops what is
+    queued. `stopped_at` tells when the last sound left the speaker after a pause or stop.
     """
 
+    RATE = 22050  # the Piper and espeak-ng voices' rate; other rates are resampled
     BLOCK_S = 0.02
-    # Device buffer: enough to ride out a busy CPU without underruns, small enough that a
-    # barge-in is heard to stop quickly.
+    # Device buffer: enough to ride out a busy CPU, small enough that a pause is heard
+    # within a few blocks.
     LATENCY_S = 0.08
+    ECHO_TAIL_S = 1.5  # how long after the last sound silent blocks still go to on_played
 
     def __init__(
         self,
@@ -141,92 +163,140 @@ class SpeakerSink:
         _check_device(self._sd, device, "output")
         self._device = device
         self._on_played = on_played
-        self.stopped_at: float | None = None
-        self._queue: queue.Queue[tuple[np.ndarray, int] | None] = queue.Queue()
+        self._rate = self.RATE
+        self._lock = threading.Lock()
+        self._chunks: deque[np.ndarray] = deque()
+        self._offset = 0  # samples of the first chunk already handed to the device
+        self._paused = False
         self._idle = threading.Event()
         self._idle.set()
-        self._stop_now = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="speaker", daemon=True)
-        self._thread.start()
+        self._last_out = 0.0  # when the device was last handed sound (perf_counter)
+        self.stopped_at: float | None = None
+        self.underflows = 0
+        self._stream = None
+        self._open()
+
+    def _open(self) -> None:
+        try:
+            stream = self._sd.OutputStream(
+                samplerate=self._rate, channels=1, dtype="int16", device=self._device,
+                blocksize=int(self._rate * self.BLOCK_S), latency=self.LATENCY_S,
+                callback=self._callback,
+            )
+            stream.start()
+        except (self._sd.PortAudioError, ValueError) as exc:
+            raise AudioError(f"cannot open the speaker: {exc}") from exc
+        self._stream = stream
+
+    @property
+    def _latency(self) -> float:
+        stream = self._stream
+        return float(stream.latency) if stream is not None else 0.0
 
     @property
     def playing(self) -> bool:
         return not self._idle.is_set()
 
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
     def play(self, samples: np.ndarray, sample_rate: int) -> None:
-        self._idle.clear()
-        self._queue.put((samples, sample_rate))
+        data = resample(samples, sample_rate, self._rate).astype(np.int16, copy=False)
+        if not len(data):
+            return
+        if self._stream is None or not self._stream.active:
+            try:  # the device went away (server restarted, unplugged): open it again
+                self._reopen()
+            except AudioError as exc:
+                log.error("playback failed: %s", exc)
+                return
+        with self._lock:
+            self._chunks.append(data)
+            self._idle.clear()
+
+    def _reopen(self) -> None:
+        old, self._stream = self._stream, None
+        if old is not None:
+            try:
+                old.close()
+            except self._sd.PortAudioError as exc:
+                log.debug("closing the speaker: %s", exc)
+        self._open()
+
+    def pause(self) -> None:
+        """Go silent from the next block, keeping the rest for `resume()`."""
+        with self._lock:
+            if not self._paused:
+                self._paused = True
+                now = time.perf_counter()
+                # What the device was already handed still plays out.
+                self.stopped_at = now + self._latency if self.playing else now
+
+    def resume(self) -> None:
+        with self._lock:
+            self._paused = False
 
     def stop(self) -> None:
-        """Drop whatever is queued or playing (barge-in).
-
-        `stopped_at` then tells when the last sound left the speaker (perf_counter).
-        """
-        if self.playing:
-            self.stopped_at = None
-            self._stop_now.set()
-        else:
-            self.stopped_at = time.perf_counter()
-        while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                break
-            self._queue.task_done()  # so drain() does not wait for what was dropped
-        if self._queue.unfinished_tasks == 0:
-            self._stop_now.clear()
+        """Drop whatever is queued or playing (barge-in)."""
+        with self._lock:
+            if not self._paused:
+                now = time.perf_counter()
+                self.stopped_at = now + self._latency if self.playing else now
+            self._paused = False
+            self._chunks.clear()
+            self._offset = 0
             self._idle.set()
 
     def drain(self) -> None:
-        self._queue.join()
+        """Wait until everything queued has been heard (handed over and played out)."""
+        while not self._idle.wait(0.5):
+            if self._stream is None or not self._stream.active:
+                log.error("playback failed: the output device stopped")
+                self.stop()
+        left = self._last_out + self._latency + self.BLOCK_S - time.perf_counter()
+        if left > 0:
+            time.sleep(left)
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        stream = None
-        rate = None
-        while True:
-            item = self._queue.get()
-            try:
-                if item is None:
-                    return
-                samples, sr = item
-                if self._stop_now.is_set():
-                    if self.stopped_at is None:
-                        self.stopped_at = time.perf_counter()
-                    continue
-                if stream is None or sr != rate:
-                    if stream is not None:
-                        stream.close()
-                    stream = self._sd.OutputStream(
-                        samplerate=sr, channels=1, dtype="int16", device=self._device,
-                        latency=self.LATENCY_S,
-                    )
-                    stream.start()
-                    rate = sr
-                # Small blocks so stop() takes effect quickly.
-                block = max(1, int(sr * self.BLOCK_S))
-                for i in range(0, len(samples), block):
-                    if self._stop_now.is_set():
-                        # What is already in the device buffer still plays out.
-                        self.stopped_at = time.perf_counter() + float(stream.latency)
-                        break
-                    piece = samples[i : i + block]
-                    stream.write(piece.reshape(-1, 1))
-                    if self._on_played is not None:
-                        self._on_played(piece, sr)
-            except Exception as exc:  # a device that vanished must not kill the thread
-                log.error("playback failed: %s", exc)
-                stream = None
-            finally:
-                self._queue.task_done()
-                if self._queue.unfinished_tasks == 0:
-                    self._stop_now.clear()
-                    self._idle.set()
+        self.drain()
+        stream, self._stream = self._stream, None
         if stream is not None:
-            stream.close()
+            try:
+                stream.stop()
+                stream.close()
+            except self._sd.PortAudioError as exc:  # already gone with its device
+                log.debug("closing the speaker: %s", exc)
+
+    def _callback(self, outdata, frames, time_info, status) -> None:  # noqa: ARG002
+        if status.output_underflow:
+            self.underflows += 1
+        out = outdata[:, 0]
+        n = 0
+        with self._lock:
+            if not self._paused:
+                while n < frames and self._chunks:
+                    chunk = self._chunks[0]
+                    take = min(frames - n, len(chunk) - self._offset)
+                    out[n : n + take] = chunk[self._offset : self._offset + take]
+                    n += take
+                    self._offset += take
+                    if self._offset >= len(chunk):
+                        self._chunks.popleft()
+                        self._offset = 0
+                if not self._chunks:
+                    self._idle.set()
+        out[n:] = 0
+        now = time.perf_counter()
+        if n:
+            self._last_out = now
+        # The echo reference gets the silences too (pauses, gaps between sentences) while an
+        # echo may still be about, so the recent reference stays one continuous signal.
+        if self._on_played is not None and now - self._last_out < self.ECHO_TAIL_S:
+            try:
+                self._on_played(out.copy(), self._rate)
+            except Exception:  # the echo reference must never break playback
+                log.exception("echo reference failed")
 
 
 class MicSource:
