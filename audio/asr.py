@@ -81,7 +81,7 @@ class Transcriber:
             # A short turn is decoded on a window sized to it (a fraction of the 30 s cost);
             # if Whisper loops on it, the full window decides.
             r = transcribe_window(model, audio, window, language=wanted,
-                                  beam_size=self._s.beam_size)
+                                  beam_size=self._s.beam_size, prompt_text=self._s.prompt)
             if not r.degenerate:
                 return Transcript(r.text, r.language, r.language_probability, name)
             log.debug("short-window decode looped on %.1f s; using the full window",
@@ -93,6 +93,7 @@ class Transcriber:
             vad_filter=False,
             condition_on_previous_text=False,
             without_timestamps=True,
+            initial_prompt=self._s.prompt or None,
         )
         text = " ".join(s.text.strip() for s in segments).strip()
         return Transcript(text, info.language, float(info.language_probability), name)

@@ -39,6 +39,10 @@ class AsrSettings(_Frozen):
         True, description="decode short turns on a window sized to them, not Whisper's 30 s"
     )
     min_window_s: float = Field(10.0, ge=5.0, le=30.0, description="shortest such window")
+    prompt: str = Field(
+        "Hey SARAi.", description="text Whisper is told came just before (so it spells the"
+        " assistant's name as in the wake phrases); empty = none"
+    )
 
 
 class TtsSettings(_Frozen):

@@ -63,10 +63,13 @@ def transcribe_window(
     *,
     language: str | None,
     beam_size: int = 1,
+    prompt_text: str | None = None,
 ) -> WindowResult:
     """Decode float32 16 kHz mono `audio` (shorter than the window) on a `window_s` window.
 
     `language=None` detects it (multilingual models); English-only models are always "en".
+    `prompt_text` is shown to the decoder as text said before (Whisper's initial prompt),
+    which makes it spell names in it, such as the assistant's, the same way.
     """
     from faster_whisper.tokenizer import Tokenizer
     from faster_whisper.transcribe import get_ctranslate2_storage, get_suppressed_tokens
@@ -90,6 +93,8 @@ def transcribe_window(
     tokenizer = Tokenizer(model.hf_tokenizer, multilingual, task="transcribe",
                           language=language)
     prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+    if prompt_text:
+        prompt = [tokenizer.sot_prev, *tokenizer.encode(" " + prompt_text.strip()), *prompt]
     cap = max(_MIN_TOKENS, int(len(audio) / SAMPLE_RATE * _TOKENS_PER_S))
     result = model.model.generate(
         encoded, [prompt], beam_size=beam_size, max_length=len(prompt) + cap,
