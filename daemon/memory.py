@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 
 from models.backend import Message
 
@@ -18,8 +19,20 @@ _FORGET = re.compile(
 )
 
 
+# Whisper often mishears the short last word of a two-word command ("forget that" →
+# "forget out"), so a short utterance close enough to one of these counts too.
+_FORGET_PHRASES = ("forget that", "forget it", "forget this", "olvida eso", "olvida esto")
+_POLITE = {"please", "por", "favor", "sarai"}
+
+
 def is_forget_request(text: str) -> bool:
-    return bool(_FORGET.match(text.strip()))
+    if _FORGET.match(text.strip()):
+        return True
+    words = [w for w in re.findall(r"\w+", text.lower()) if w not in _POLITE]
+    if not 1 < len(words) <= 3:
+        return False
+    said = " ".join(words)
+    return any(SequenceMatcher(None, said, p).ratio() >= 0.8 for p in _FORGET_PHRASES)
 
 
 def estimate_tokens(text: str) -> int:

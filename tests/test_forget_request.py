@@ -1,0 +1,23 @@
+"""A whole utterance asking to forget clears the memory, even as Whisper mishears it."""
+
+import pytest
+
+from daemon.memory import is_forget_request
+
+
+@pytest.mark.parametrize("text", [
+    "Forget that.", "Please forget that.", "Forget it, please.", "Olvida eso.",
+    "olvida esto por favor",
+    "Forget out.",  # Whisper's rendering of "forget that" through a room
+    "Forgot that.",
+])
+def test_forget_requests(text):
+    assert is_forget_request(text)
+
+
+@pytest.mark.parametrize("text", [
+    "Don't forget that milk.", "Forget Paris.", "What is that?", "Forget the milk",
+    "forget", "",
+])
+def test_not_forget_requests(text):
+    assert not is_forget_request(text)
