@@ -47,14 +47,21 @@ class ListenSettings(BaseModel):
     follow_up_s: float = Field(8.0, ge=0, description="after a wake-phrase turn, no phrase needed")
     barge_in: bool = Field(True, description="speaking over SARAi stops it")
     barge_in_min_rms: float = Field(300.0, ge=0, description="quieter echo residue is ignored")
+    barge_in_pause_ms: int = Field(
+        60, ge=10, description="speech over an answer this long pauses it at once"
+    )
     barge_in_confirm_ms: int = Field(
-        150, ge=0, description="speech over an answer must go on this long to interrupt it"
+        150, ge=0, description="…and this much more interrupts it (else it resumes)"
     )
     barge_in_echo_ratio: float = Field(
         0.4, ge=0, le=1, description="residue below this share of the heard level is echo"
     )
     speculate_pause_ms: int = Field(
         240, ge=0, description="start on a turn at a pause this long; 0 = wait for the end"
+    )
+    complete_silence_ms: int = Field(
+        400, ge=0, description="silence that ends a turn whose transcript reads as finished"
+        " (0 = always wait for audio.vad.end_silence_ms)"
     )
     device_retry_s: float = Field(3.0, gt=0, description="retry a missing microphone this often")
 

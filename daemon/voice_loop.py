@@ -25,13 +25,17 @@ import numpy as np
 from audio.devices import HeldSink, MicSource, SpeakerSink
 from audio.echo import EchoGate
 from audio.errors import AudioError
+from audio.pcm import SAMPLE_RATE
 from audio.settings import AudioSettings
 from audio.vad import SegmentKind, Utterance, UtteranceSegmenter, VadState, second_opinion
+from daemon.barge_in import BargeAction, BargeInDetector, BargeInTiming
 from daemon.config import ListenSettings
+from daemon.endpoint import looks_complete
 from daemon.events import Event, EventKind, ListenMode, State
 from daemon.turn import Assistant, TurnRecord
 from daemon.wake import match_wake
 from models.backend import CancelToken
+from models.settings import Tier
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +57,12 @@ class _Turn:
     done: threading.Event = field(default_factory=threading.Event)
     barge_in_onset: float | None = None
     barged: bool = False  # the user talked over this answer
+    complete: bool = False  # its transcript reads as a finished sentence
+    finished: bool = False  # answered; the thread may still be priming the next prompt
 
     @property
     def running(self) -> bool:
         return not self.done.is_set()
-
-
-@dataclass
-class _BargeIn:
-    """Speech that started over an answer, not yet long enough to count as the user."""
-
-    onset: float
-    voiced: int = 0
 
 
 class VoiceLoop:
@@ -90,7 +88,9 @@ class VoiceLoop:
         self._mic: MicSource | None = None
         self._echo = EchoGate()
         self._follow_up_until = 0.0
-        self._barge: _BargeIn | None = None
+        self._barge = BargeInDetector(BargeInTiming(
+            frame_ms=audio.vad.frame_ms, pause_ms=self._listen.barge_in_pause_ms,
+            confirm_ms=self._listen.barge_in_confirm_ms))
         self.speaker: SpeakerSink | None = None
         self.turns = 0
         self.mic_errors = 0
@@ -149,6 +149,7 @@ class VoiceLoop:
                 turn.done.set()
             self._note_barge_in(turn, rec)
             self._finish_turn(rec)
+            self._prime_next(turn, rec)
             return rec
 
     def _note_barge_in(self, turn: _Turn, rec: TurnRecord) -> None:
@@ -193,9 +194,14 @@ class VoiceLoop:
 
     def _open_devices(self) -> None:
         mic = MicSource(self._audio.input_device, block_ms=self._audio.vad.frame_ms)
-        if self.speaker is None:
-            self.speaker = SpeakerSink(self._audio.output_device, on_played=self._echo.played)
         mic.start()
+        if self.speaker is None:
+            try:
+                self.speaker = SpeakerSink(self._audio.output_device,
+                                           on_played=self._echo.played)
+            except AudioError:
+                mic.close()
+                raise
         self._mic = mic
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -226,6 +232,8 @@ class VoiceLoop:
         if self._mic is not None:
             self._mic.close()
             self._mic = None
+        if self._barge.reset() is BargeAction.RESUME and self.speaker is not None:
+            self.speaker.resume()  # nobody is left to confirm the pause
         self.mic_errors += 1
         while not self._stop.is_set():
             try:
@@ -261,29 +269,44 @@ class VoiceLoop:
                         self._on_end(utt)
                 seg.reset()
                 continue
-            busy = (self._turn is not None and self._turn.running) \
-                or self._echo.active(captured_at)
+            # A speculative start is not "busy": the user may well go on talking.
+            busy = self._answering() is not None or self._echo.active(captured_at)
             if busy:
                 if not self._listen.barge_in:
                     seg.reset()  # half duplex: what is heard while answering is not a turn
                     continue
                 block = self._without_echo(block, captured_at)
-            if busy:
-                self._confirm_barge_in(bool(block.any()), seg.state is VadState.SPEECH)
+            self._watch_barge_in(seg, block, captured_at, busy)
             for ev in seg.push_events(block):
-                if ev.kind is SegmentKind.START:
-                    self._on_start(busy)
-                elif ev.kind is SegmentKind.PAUSE and ev.utterance is not None:
+                if ev.kind is SegmentKind.PAUSE and ev.utterance is not None:
                     self._on_pause(ev.utterance)
                 elif ev.kind is SegmentKind.RESUME:
                     self._on_resume()
                 elif ev.kind is SegmentKind.END and ev.utterance is not None:
                     self._on_end(ev.utterance)
+            if self._ends_early(seg):
+                self._end_early(seg)
             self._update_state(seg)
 
-    def _update_state(self, seg: UtteranceSegmenter) -> None:
+    def _ends_early(self, seg: UtteranceSegmenter) -> bool:
+        """The speculative answer's transcript reads as finished and the pause has lasted
+        `complete_silence_ms`: take it as the end of the turn without the full silence."""
+        ms = self._listen.complete_silence_ms
         turn = self._turn
-        if turn is not None and turn.running and turn.committed.is_set():
+        return (ms > 0 and seg.state is VadState.SPEECH and seg.silence_ms >= ms
+                and turn is not None and turn.sink is not None and turn.complete
+                and not turn.committed.is_set() and not turn.cancel.cancelled)
+
+    def _end_early(self, seg: UtteranceSegmenter) -> None:
+        utts = seg.flush()
+        if utts:
+            self._on_end(utts[0])
+        elif self._turn is not None and self._turn.sink is not None:
+            self._turn.cancel.cancel()  # the closing check took it for noise after all
+            self._turn.sink.discard()
+
+    def _update_state(self, seg: UtteranceSegmenter) -> None:
+        if self._answering() is not None:
             if self._state in (State.THINKING, State.LOADING) and self.speaker is not None \
                     and self.speaker.playing:
                 self._set_state(State.SPEAKING)
@@ -305,39 +328,40 @@ class VoiceLoop:
 
     def _answering(self) -> _Turn | None:
         turn = self._turn
-        return turn if turn is not None and turn.running and turn.committed.is_set() else None
+        if turn is None or not turn.running or turn.finished or not turn.committed.is_set():
+            return None
+        return turn
 
-    def _on_start(self, busy: bool) -> None:
-        if busy and self._answering() is not None:
-            # Possibly the user talking over the answer; confirmed only if it goes on, since
-            # echo the canceller missed can look like the start of speech too.
-            onset = time.perf_counter() - self._audio.vad.start_speech_ms / 1000
-            self._barge = _BargeIn(onset)
-
-    def _confirm_barge_in(self, voiced: bool, in_speech: bool) -> None:
-        barge = self._barge
-        if barge is None:
+    def _watch_barge_in(self, seg: UtteranceSegmenter, cleaned: np.ndarray,
+                        captured_at: float, busy: bool) -> None:
+        """Pause the answer as soon as the user seems to talk over it, interrupt it once
+        that is sure, resume it if it was not the user (see daemon.barge_in)."""
+        speaker, turn = self.speaker, self._answering()
+        if not busy or turn is None or turn.barged or speaker is None:
+            if self._barge.reset() is BargeAction.RESUME and speaker is not None:
+                speaker.resume()
             return
-        if not in_speech:
-            self._barge = None  # it faded before it was long enough: echo, not the user
-            return
-        barge.voiced += voiced
-        needed = max(1, self._listen.barge_in_confirm_ms // self._audio.vad.frame_ms)
-        if barge.voiced >= needed:
-            self._barge = None
-            turn = self._answering()
-            if turn is not None:
-                turn.barge_in_onset = barge.onset
-                turn.barged = True
-                self.interrupt()
-                log.info("barge-in: answer interrupted")
+        n = SAMPLE_RATE * seg.frame_ms // 1000
+        voiced = len(cleaned) >= n and bool(cleaned.any()) and seg.is_speech(cleaned[:n])
+        action = self._barge.feed(voiced, captured_at)
+        if action is BargeAction.PAUSE:
+            speaker.pause()
+        elif action is BargeAction.RESUME:
+            speaker.resume()
+            log.debug("barge-in candidate faded; answer resumed")
+        elif action is BargeAction.INTERRUPT:
+            turn.barge_in_onset = self._barge.onset
+            turn.barged = True
+            self._barge.reset()
+            self.interrupt()
+            log.info("barge-in: answer interrupted")
 
     def _on_loading(self, what: str) -> None:
         self._set_state(State.LOADING, f"loading {what}")
 
     def _on_pause(self, utt: Utterance) -> None:
         self._maybe_warm_up(utt)
-        if self._turn is None or not self._turn.running:
+        if self._turn is None or not self._turn.running or self._turn.finished:
             self._start_turn(utt, speculative=True)
 
     def _maybe_warm_up(self, utt: Utterance) -> None:
@@ -369,8 +393,10 @@ class VoiceLoop:
         turn = self._turn
         if turn is not None and turn.running and turn.sink is not None \
                 and not turn.committed.is_set() and not turn.cancel.cancelled:
-            turn.sink.release()  # the speculative start was right
+            # The speculative start was right: commit first, so the turn that sees its
+            # audio released also sees itself committed.
             turn.committed.set()
+            turn.sink.release()
             self._set_state(State.THINKING)
             return
         self._start_turn(utt, speculative=False)
@@ -382,7 +408,8 @@ class VoiceLoop:
         if previous is not None and previous.running:
             previous.cancel.cancel()
         assert self.speaker is not None
-        turn = _Turn(utt, CancelToken(), HeldSink(self.speaker) if speculative else None)
+        held = HeldSink(self.speaker, expire_s=self._audio.vad.end_silence_ms / 1000 + 2)
+        turn = _Turn(utt, CancelToken(), held if speculative else None)
         if not speculative:
             turn.committed.set()
             self._set_state(State.THINKING)
@@ -423,20 +450,41 @@ class VoiceLoop:
                 log.info("no wake phrase in %r; ignored", rec.transcript)
                 return
             rec.transcript, wake_only = rest, not rest
-        if not turn.committed.wait(timeout=self._audio.vad.end_silence_ms / 1000 + 2) \
-                or turn.cancel.cancelled:
-            return  # a speculative start that never became a turn
+        # A speculative turn is answered in full, its audio held back until the pause proves
+        # to be the end of the turn (then it plays at once) or the user goes on (dropped).
+        turn.complete = looks_complete(rec.transcript)
         sink = turn.sink or self.speaker
         if wake_only:
             rec = self._acknowledge_wake(rec, sink)
         else:
             rec = self.assistant.voice_turn(turn.utterance, sink, turn.cancel,
                                             remember=False, transcribed=rec)
+        if turn.sink is not None:
+            if not turn.committed.is_set():
+                turn.cancel.cancel()
+                turn.sink.discard()
+                return  # a speculative start that never became a turn
+            self._first_audio_heard(rec, turn.sink, turn.utterance.speech_end_at)
         if self._mode is ListenMode.WAKE:
             self._follow_up_until = time.monotonic() + self._listen.follow_up_s
         self._note_barge_in(turn, rec)
         self.assistant.remember(rec)
         self._finish_turn(rec)
+        self._prime_next(turn, rec)
+
+    def _prime_next(self, turn: _Turn, rec: TurnRecord) -> None:
+        """Read the conversation so far into the answering model while the user listens,
+        unless they have already started the next turn."""
+        turn.finished = True  # from here on, what is heard is a new turn
+        if rec.tier and self._turn is turn and not self._stop.is_set():
+            self.assistant.prime(Tier(rec.tier), rec.language)
+
+    @staticmethod
+    def _first_audio_heard(rec: TurnRecord, sink: HeldSink, speech_end_at: float) -> None:
+        """Held audio is first heard when it is released, not when it was synthesised."""
+        if sink.first_out_at is not None and "first_audio" in rec.timings:
+            heard = round((sink.first_out_at - speech_end_at) * 1000, 1)
+            rec.timings["first_audio"] = max(rec.timings["first_audio"], heard)
 
     def _acknowledge_wake(self, rec: TurnRecord, sink) -> TurnRecord:
         rec.reason = "wake phrase only: listening for the request"

@@ -195,7 +195,7 @@ def test_forget_that_clears_the_memory(voice, make_speech):
     assert len(h.loop.assistant.memory) == 1
     h.play(make_speech(["Forget that."]))
     turn = h.turn()
-    assert "forget" in turn["reason"]
+    assert "forget" in turn["reason"], turn
     assert len(h.loop.assistant.memory) == 0
 
 

@@ -1,0 +1,36 @@
+"""Pause at the first voiced frames, interrupt once confirmed, resume if it fades."""
+
+from daemon.barge_in import BargeAction, BargeInDetector, BargeInTiming
+
+T = BargeInTiming(frame_ms=30, pause_ms=60, confirm_ms=150, fade_ms=150)
+
+
+def _feed(det: BargeInDetector, pattern: str, t0: float = 10.0) -> list[BargeAction]:
+    return [det.feed(c == "x", t0 + 0.03 * (i + 1)) for i, c in enumerate(pattern)]
+
+
+def test_sustained_speech_pauses_then_interrupts():
+    det = BargeInDetector(T)
+    acts = _feed(det, "..xxxxxxx")
+    assert acts[3] is BargeAction.PAUSE  # second voiced frame: 60 ms of speech
+    assert acts.index(BargeAction.INTERRUPT) == 8  # 2 + 5 voiced frames
+    assert abs(det.onset - (10.0 + 0.03 * 3 - 0.03)) < 1e-9  # start of the first voiced frame
+
+
+def test_short_gaps_inside_speech_do_not_reset_it():
+    det = BargeInDetector(T)
+    acts = _feed(det, "xx..xx.xxx")
+    assert BargeAction.INTERRUPT in acts and BargeAction.RESUME not in acts
+
+
+def test_a_burst_that_fades_resumes_playback():
+    det = BargeInDetector(T)
+    acts = _feed(det, "xxx.....")
+    assert acts[1] is BargeAction.PAUSE
+    assert BargeAction.RESUME in acts and BargeAction.INTERRUPT not in acts
+    assert det.onset is None and not det.paused
+
+
+def test_a_single_click_does_not_even_pause():
+    det = BargeInDetector(T)
+    assert set(_feed(det, "x......x......")) == {BargeAction.NONE}
