@@ -69,14 +69,17 @@ class Transcriber:
     def preload(self) -> None:
         self._model(self.model_name_for(None))
 
-    def transcribe(self, samples: np.ndarray, language: str | None = None) -> Transcript:
-        """Transcribe int16 or float32 16 kHz mono audio."""
+    def transcribe(self, samples: np.ndarray, language: str | None = None, *,
+                   fit_window: bool | None = None) -> Transcript:
+        """Transcribe int16 or float32 16 kHz mono audio (`fit_window` overrides the
+        setting: False decodes on Whisper's own 30 s window)."""
         lang = language or self._s.language
         name = self.model_name_for(lang)
         model = self._model(name)
         audio = samples.astype(np.float32) / 32768.0 if samples.dtype == np.int16 else samples
         wanted = None if lang == "auto" else lang
-        window = self._plan.window_s(len(audio) / 16000) if self._s.fit_window else None
+        fit = self._s.fit_window if fit_window is None else fit_window
+        window = self._plan.window_s(len(audio) / 16000) if fit else None
         if window is not None:
             # A short turn is decoded on a window sized to it (a fraction of the 30 s cost);
             # if Whisper loops on it, the full window decides.
