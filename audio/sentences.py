@@ -12,7 +12,7 @@ _END = re.compile(r"([.!?…]+[\"')\]]*)\s+|\n+")
 _CLAUSE = re.compile(r"([,;:])\s+")
 _MAX_CLAUSE_CHARS = 90
 # The very first clause is spoken as soon as it is complete, so the first audio comes early.
-_FIRST_CLAUSE_CHARS = 20
+_FIRST_CLAUSE_CHARS = 12
 
 
 class SentenceSplitter:

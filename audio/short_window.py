@@ -46,13 +46,21 @@ class WindowResult:
     degenerate: bool  # looped or ran into the cap: decode the full window instead
 
 
-def _repeats(tokens: list[int]) -> bool:
-    """True if the tail of `tokens` is one n-gram said three or more times in a row."""
+def _repeats(tokens: list[int], long_ngram: int = 4) -> bool:
+    """True if the tail of `tokens` is one n-gram said three or more times in a row, or a
+    stretch of `long_ngram` or more tokens comes twice (Whisper starting over on a window
+    too short for it: "Can you tell me a joke? Can you tell me a")."""
     n_tok = len(tokens)
     for n in range(1, min(12, n_tok // 3) + 1):
         tail = tokens[-n:]
         if tokens[-2 * n : -n] == tail and tokens[-3 * n : -2 * n] == tail:
             return True
+    seen: set[tuple[int, ...]] = set()
+    for i in range(n_tok - long_ngram + 1):
+        gram = tuple(tokens[i : i + long_ngram])
+        if gram in seen:
+            return True
+        seen.add(gram)
     return False
 
 

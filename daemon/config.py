@@ -57,7 +57,7 @@ class ListenSettings(BaseModel):
         0.4, ge=0, le=1, description="residue below this share of the heard level is echo"
     )
     speculate_pause_ms: int = Field(
-        240, ge=0, description="start on a turn at a pause this long; 0 = wait for the end"
+        150, ge=0, description="start on a turn at a pause this long; 0 = wait for the end"
     )
     complete_silence_ms: int = Field(
         400, ge=0, description="silence that ends a turn whose transcript reads as finished"

@@ -36,6 +36,7 @@ def test_loops_are_recognised():
     assert _repeats([5, 1, 2, 1, 2, 1, 2])
     assert _repeats([9, 9, 9])
     assert not _repeats([1, 2, 3, 4, 5, 6, 1, 2, 3])
+    assert _repeats([7, 1, 2, 3, 4, 5, 8, 1, 2, 3, 4])  # starting over: a 4-gram twice
 
 
 SENTENCES = [
