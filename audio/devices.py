@@ -78,10 +78,6 @@ class HeldSink:
         # When the first audio reached the real sink (perf_counter): "first audio out".
         self.first_out_at: float | None = None
 
-    @property
-    def released(self) -> bool:
-        return self._released
-
     def play(self, samples: np.ndarray, sample_rate: int) -> None:
         with self._lock:
             if not self._released:
@@ -196,10 +192,6 @@ class SpeakerSink:
     @property
     def playing(self) -> bool:
         return not self._idle.is_set()
-
-    @property
-    def paused(self) -> bool:
-        return self._paused
 
     def play(self, samples: np.ndarray, sample_rate: int) -> None:
         data = resample(samples, sample_rate, self._rate).astype(np.int16, copy=False)
