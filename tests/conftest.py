@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -121,3 +122,13 @@ def pulse() -> Iterator[PulseRoom]:
         yield room
     finally:
         room.close()
+
+
+def wait_until(cond, timeout: float = 20.0) -> bool:
+    """Poll `cond` until it is true or `timeout` seconds pass; its last value."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()

@@ -110,6 +110,16 @@ class RunningDaemon:
         self._notify.close()
 
 
+def isolated_env(home: Path, models_dir: Path, pulse) -> dict[str, str]:
+    """The environment for a daemon of a test's own: config and state under `home`, the
+    shared starter models, the PulseAudio test devices."""
+    e = dict(os.environ)
+    e.update({"XDG_CONFIG_HOME": str(home / "config"), "XDG_STATE_HOME": str(home / "state"),
+              "XDG_DATA_HOME": str(models_dir.parent.parent), **pulse.env})
+    e.pop("SARAI_CONFIG", None)
+    return e
+
+
 def short_runtime_dir() -> Path:
     """A private runtime dir with a short path (Unix socket paths are limited to 108 bytes)."""
     d = Path(tempfile.mkdtemp(prefix="sarai-rt-", dir="/tmp"))

@@ -4,7 +4,6 @@ the `sarai` commands: states, modes, residency, typed and spoken turns, the turn
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -12,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from daemon_harness import RunningDaemon, start_daemon, stop_daemon
+from daemon_harness import RunningDaemon, isolated_env, start_daemon, stop_daemon
 
 from conftest import REPO
 from daemon.control import ControlError
@@ -21,11 +20,7 @@ from daemon.control import ControlError
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, models_dir: Path, pulse) -> dict[str, str]:
     home = tmp_path_factory.mktemp("daemon")
-    e = dict(os.environ)
-    e.update({"XDG_CONFIG_HOME": str(home / "config"), "XDG_STATE_HOME": str(home / "state"),
-              "XDG_DATA_HOME": str(models_dir.parent.parent), **pulse.env})
-    e.pop("SARAI_CONFIG", None)
-    return e
+    return isolated_env(home, models_dir, pulse)
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,13 @@ control socket: `ask` with only an attachment is answered, and the projector sho
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import pytest
-from daemon_harness import start_daemon, stop_daemon
+from daemon_harness import isolated_env, start_daemon, stop_daemon
 from omni_fixtures import tiny  # noqa: F401
 from PIL import Image
 
@@ -24,11 +23,7 @@ KEEP_S = 15  # long enough to look at it from a second process, short enough to 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, models_dir: Path, pulse) -> dict[str, str]:
     home = tmp_path_factory.mktemp("omni-daemon")
-    e = dict(os.environ)
-    e.update({"XDG_CONFIG_HOME": str(home / "config"), "XDG_STATE_HOME": str(home / "state"),
-              "XDG_DATA_HOME": str(models_dir.parent.parent), **pulse.env})
-    e.pop("SARAI_CONFIG", None)
-    return e
+    return isolated_env(home, models_dir, pulse)
 
 
 @pytest.fixture(scope="module")

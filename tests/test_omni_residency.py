@@ -9,7 +9,6 @@ budget cannot hold it — and then the turn's audio goes as a transcript, saying
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from PIL import Image
 
 from audio.asr import Transcriber
 from audio.settings import AsrSettings
+from conftest import wait_until
 from daemon.memory import Conversation
 from daemon.turn import Assistant
 from models import memory, starter
@@ -68,15 +68,6 @@ def _projectors(reg: ModelRegistry):
     return [i for i in reg.resident(include_ollama=False) if i.kind is ResidentKind.MMPROJ]
 
 
-def _wait(cond, timeout: float = 20.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
-
-
 def _whisper(models_dir: Path) -> Transcriber:
     return Transcriber(AsrSettings(), {"whisper-tiny-en":
                                        starter.CATALOGUE["whisper-tiny-en"].path(models_dir)})
@@ -116,7 +107,7 @@ def test_media_turn_loads_the_text_model_once_and_the_projector_as_its_own_resid
         a.text_turn("and this?", None, media=load(write_tone(tmp_path / "r.wav", 1.0), LIMITS))
         assert _loads(seen, proj_key) == 1 and _loads(seen, text_key) == 1
         # After keep_s idle seconds it is freed, and its memory is given back.
-        assert _wait(lambda: not _projectors(reg), timeout=15)
+        assert wait_until(lambda: not _projectors(reg), timeout=15)
         after = memory.sample().total_mb
         print(f"RSS before {before:.0f} MB, with projector {loaded:.0f} MB, after {after:.0f} MB"
               f" (file {size_mb:.0f} MB)")

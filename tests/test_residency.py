@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import wait_until
 from models import memory
 from models.backend import CancelToken, Message
 from models.errors import ModelError, ModelUnavailable
@@ -32,15 +33,6 @@ def events(reg: ModelRegistry) -> list[ResidencyEvent]:
     got: list[ResidencyEvent] = []
     reg.subscribe(got.append)
     return got
-
-
-def wait_for(cond, timeout: float = 20.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
 
 
 def test_pinned_tier_is_preloaded_and_never_evicted_or_unloaded(tmp_path, smollm2, gemma):
@@ -101,7 +93,7 @@ def test_ttl_expiry_unloads_and_frees_rss(tmp_path, gemma, smollm2):
         assert first + "".join(reply)
         # idle now: the timer unloads it after ttl_s (gone from the books once it is freed)
         key = reg.key(Tier.OMNI_QUALITY)
-        assert wait_for(lambda: reg.residency.state(key) is None, timeout=15)
+        assert wait_until(lambda: reg.residency.state(key) is None, timeout=15)
         after = memory.sample()
         print(f"RssAnon before {before.anon_mb:.0f} MB, loaded {loaded.anon_mb:.0f} MB, "
               f"after ttl {after.anon_mb:.0f} MB")
