@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from audio.errors import AudioError
+from audio.pcm import SAMPLE_RATE
 from audio.settings import AsrSettings
 from audio.short_window import WindowPlan, transcribe_window
 
@@ -79,7 +80,7 @@ class Transcriber:
         audio = samples.astype(np.float32) / 32768.0 if samples.dtype == np.int16 else samples
         wanted = None if lang == "auto" else lang
         fit = self._s.fit_window if fit_window is None else fit_window
-        window = self._plan.window_s(len(audio) / 16000) if fit else None
+        window = self._plan.window_s(len(audio) / SAMPLE_RATE) if fit else None
         if window is not None:
             # A short turn is decoded on a window sized to it (a fraction of the 30 s cost);
             # if Whisper loops on it, the full window decides.
@@ -88,7 +89,7 @@ class Transcriber:
             if not r.degenerate:
                 return Transcript(r.text, r.language, r.language_probability, name)
             log.debug("short-window decode looped on %.1f s; using the full window",
-                      len(audio) / 16000)
+                      len(audio) / SAMPLE_RATE)
         segments, info = model.transcribe(
             audio,
             language=wanted,

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from audio.pcm import SAMPLE_RATE
+
 FULL_WINDOW_S = 30.0
 # Whisper's decoder writes about three tokens a second of English; the cap lets a loop show.
 _TOKENS_PER_S = 8
