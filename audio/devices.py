@@ -309,10 +309,12 @@ class MicSource:
         self._stream = None
         self._rate = SAMPLE_RATE
         self.overflows = 0
+        self.delivered = 0  # blocks the device has handed over (0 until audio flows)
 
     def _callback(self, indata, frames, time_info, status) -> None:  # noqa: ARG002
         if status.input_overflow:
             self.overflows += 1
+        self.delivered += 1
         try:
             # The arrival time goes with the block, so a reader that falls behind can still
             # line it up with what the speaker was playing at that moment.

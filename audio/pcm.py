@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
@@ -13,6 +14,17 @@ from scipy.signal import resample_poly
 from audio.errors import AudioError
 
 SAMPLE_RATE = 16_000
+
+
+def timed_frames(
+    block: np.ndarray, arrived_at: float, frame_ms: int
+) -> Iterator[tuple[np.ndarray, float]]:
+    """16 kHz audio that finished arriving at `arrived_at`, cut into frames of `frame_ms`,
+    each with the time its last sample arrived. A short remainder comes last."""
+    n = SAMPLE_RATE * frame_ms // 1000
+    for start in range(0, max(len(block), 1), n):
+        end = min(start + n, len(block))
+        yield block[start:end], arrived_at - (len(block) - end) / SAMPLE_RATE
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Frozen(BaseModel):
@@ -65,6 +65,17 @@ class AudioSettings(_Frozen):
         None, description="sounddevice name/index; null = default"
     )
     output_device: str | int | None = None
+    mic_block_ms: int = Field(
+        60, ge=10, le=200, description="audio per microphone wakeup, a whole number of VAD"
+        " frames: larger costs less CPU while listening, smaller notices speech sooner"
+    )
     vad: VadSettings = VadSettings()
     asr: AsrSettings = AsrSettings()
     tts: TtsSettings = TtsSettings()
+
+    @model_validator(mode="after")
+    def _whole_frames(self) -> AudioSettings:
+        if self.mic_block_ms % self.vad.frame_ms:
+            raise ValueError(f"mic_block_ms ({self.mic_block_ms}) must be a multiple of"
+                             f" vad.frame_ms ({self.vad.frame_ms})")
+        return self

@@ -25,7 +25,7 @@ import numpy as np
 from audio.devices import HeldSink, MicSource, SpeakerSink
 from audio.echo import EchoGate
 from audio.errors import AudioError
-from audio.pcm import SAMPLE_RATE
+from audio.pcm import SAMPLE_RATE, timed_frames
 from audio.settings import AudioSettings
 from audio.vad import SegmentKind, Utterance, UtteranceSegmenter, VadState, second_opinion
 from daemon.barge_in import BargeAction, BargeInDetector, BargeInTiming
@@ -100,6 +100,13 @@ class VoiceLoop:
     @property
     def state(self) -> State:
         return self._state
+
+    @property
+    def mic_live(self) -> bool:
+        """The microphone is open and its audio is flowing (a fresh stream can take a
+        couple of seconds before the first block)."""
+        mic = self._mic
+        return mic is not None and mic.delivered > 0
 
     @property
     def mode(self) -> ListenMode:
@@ -193,7 +200,7 @@ class VoiceLoop:
             self._set_state(self._resting_state())
 
     def _open_devices(self) -> None:
-        mic = MicSource(self._audio.input_device, block_ms=self._audio.vad.frame_ms)
+        mic = MicSource(self._audio.input_device, block_ms=self._audio.mic_block_ms)
         mic.start()
         if self.speaker is None:
             try:
@@ -260,33 +267,38 @@ class VoiceLoop:
                 continue
             block, captured_at = item
             silent_reads = 0
-            if self._mode is ListenMode.MUTED or (
-                self._mode is ListenMode.PUSH and not self._pushing
-            ):
-                if self._push_released:
-                    self._push_released = False
-                    for utt in seg.flush():
-                        self._on_end(utt)
-                seg.reset()
-                continue
-            # A speculative start is not "busy": the user may well go on talking.
-            busy = self._answering() is not None or self._echo.active(captured_at)
-            if busy:
-                if not self._listen.barge_in:
-                    seg.reset()  # half duplex: what is heard while answering is not a turn
-                    continue
-                block = self._without_echo(block, captured_at)
-            self._watch_barge_in(seg, block, captured_at, busy)
-            for ev in seg.push_events(block):
-                if ev.kind is SegmentKind.PAUSE and ev.utterance is not None:
-                    self._on_pause(ev.utterance)
-                elif ev.kind is SegmentKind.RESUME:
-                    self._on_resume()
-                elif ev.kind is SegmentKind.END and ev.utterance is not None:
-                    self._on_end(ev.utterance)
-            if self._ends_early(seg):
-                self._end_early(seg)
-            self._update_state(seg)
+            for frame, at in timed_frames(block, captured_at, seg.frame_ms):
+                self._hear(seg, frame, at)
+
+    def _hear(self, seg: UtteranceSegmenter, block: np.ndarray, captured_at: float) -> None:
+        """One VAD frame of microphone audio, heard at `captured_at`."""
+        if self._mode is ListenMode.MUTED or (
+            self._mode is ListenMode.PUSH and not self._pushing
+        ):
+            if self._push_released:
+                self._push_released = False
+                for utt in seg.flush():
+                    self._on_end(utt)
+            seg.reset()
+            return
+        # A speculative start is not "busy": the user may well go on talking.
+        busy = self._answering() is not None or self._echo.active(captured_at)
+        if busy:
+            if not self._listen.barge_in:
+                seg.reset()  # half duplex: what is heard while answering is not a turn
+                return
+            block = self._without_echo(block, captured_at)
+        self._watch_barge_in(seg, block, captured_at, busy)
+        for ev in seg.push_events(block):
+            if ev.kind is SegmentKind.PAUSE and ev.utterance is not None:
+                self._on_pause(ev.utterance)
+            elif ev.kind is SegmentKind.RESUME:
+                self._on_resume()
+            elif ev.kind is SegmentKind.END and ev.utterance is not None:
+                self._on_end(ev.utterance)
+        if self._ends_early(seg):
+            self._end_early(seg)
+        self._update_state(seg)
 
     def _ends_early(self, seg: UtteranceSegmenter) -> bool:
         """The speculative answer's transcript reads as finished and the pause has lasted

@@ -77,3 +77,11 @@ def test_dump_round_trips(tmp_path):
     cfg = load_config(None)
     again = load_config(write(tmp_path, dump_config(cfg)))
     assert again == cfg
+
+
+def test_mic_block_must_hold_whole_vad_frames(tmp_path):
+    p = write(tmp_path, "audio:\n  mic_block_ms: 45\n  vad:\n    frame_ms: 20\n")
+    with pytest.raises(ConfigError, match=r"mic_block_ms \(45\) must be a multiple of"
+                                          r" vad\.frame_ms \(20\)"):
+        load_config(p)
+    assert load_config(write(tmp_path, "audio:\n  mic_block_ms: 90\n")).audio.mic_block_ms == 90

@@ -5,7 +5,7 @@ import pytest
 import soundfile as sf
 
 from audio.errors import AudioError
-from audio.pcm import SAMPLE_RATE, read_audio, resample, write_wav
+from audio.pcm import SAMPLE_RATE, read_audio, resample, timed_frames, write_wav
 
 
 @pytest.mark.parametrize(("rate", "channels"), [(16000, 1), (44100, 2), (48000, 2), (8000, 1)])
@@ -58,3 +58,13 @@ def test_resample_keeps_dtype_and_length():
     x = (np.random.default_rng(0).standard_normal(22050) * 1000).astype(np.int16)
     y = resample(x, 22050, 16000)
     assert y.dtype == np.int16 and len(y) == 16000
+
+
+def test_timed_frames_cut_a_block_and_date_each_frame():
+    block = np.arange(960 + 100, dtype=np.int16)  # two 30 ms frames and a remainder
+    frames = list(timed_frames(block, 10.0, 30))
+    assert [len(f) for f, _ in frames] == [480, 480, 100]
+    assert np.array_equal(np.concatenate([f for f, _ in frames]), block)
+    assert [round(at, 6) for _, at in frames] == [round(10.0 - 580 / 16000, 6),
+                                                   round(10.0 - 100 / 16000, 6), 10.0]
+    assert [len(f) for f, _ in timed_frames(block[:480], 1.0, 30)] == [480]

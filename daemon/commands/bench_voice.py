@@ -60,7 +60,7 @@ def register(bsub: argparse._SubParsersAction) -> None:
     p.add_argument("--input-dir", type=Path, metavar="DIR",
                    help="use these WAV recordings (one utterance each) instead of the built-in set")
     p.add_argument("--barge-in-trials", type=int, default=3, metavar="N")
-    p.add_argument("--idle-s", type=float, default=5.0, metavar="S",
+    p.add_argument("--idle-s", type=float, default=10.0, metavar="S",
                    help="seconds of silence over which idle CPU is measured")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_bench)
@@ -103,6 +103,7 @@ class _Listener:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and (
             self.loop.state is not State.LISTENING or self.loop.speaker.playing
+            or not self.loop.mic_live
         ):
             time.sleep(0.05)
         time.sleep(0.8)
