@@ -132,3 +132,17 @@ def wait_until(cond, timeout: float = 20.0) -> bool:
             return True
         time.sleep(0.05)
     return cond()
+
+
+@pytest.fixture(scope="session")
+def recordings() -> Path:
+    """Recorded human speech and music (tests/recordings.py): the Asterisk prompts and music
+    from Debian packages (`make setup`), pocketsphinx's recordings fetched into a cache."""
+    from recordings import fetch as fetch_recordings
+    from recordings import missing_packages
+
+    missing = missing_packages()
+    if missing:
+        pytest.fail(f"recorded speech is missing: apt-get install {' '.join(missing)}"
+                    " (make setup installs it)")
+    return fetch_recordings()
