@@ -15,8 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
+from recordings import PROMPTS
 
 from audio.errors import AudioError
+from audio.pcm import read_audio
 from daemon.app import Context, build_assistant
 from daemon.config import load_config
 from daemon.events import Event, EventKind, ListenMode, State
@@ -285,3 +287,18 @@ def test_no_microphone_at_start_waits_when_asked(models_dir, monkeypatch, tmp_pa
         assert loop.mic_errors >= 1
     finally:
         loop.stop()
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_recorded_speech_with_pauses_is_one_turn_in_its_language(voice, recordings, lang):
+    """A person reading a few sentences (Asterisk's prompts, recorded speech with pauses of
+    0.26-0.48 s between sentences): one turn, heard in its language, answered in it."""
+    wav = PROMPTS[lang] / "confbridge-mute-extended.wav"
+    h = voice("audio:\n  asr:\n    language: auto\n")
+    h.play(wav)
+    turn = h.turn()
+    h.no_turn(4)
+    assert turn["language"] == lang
+    # The whole reading, not its first sentence.
+    assert turn["audio_s"] > 0.8 * read_audio(wav).duration_s, turn
+    assert turn["reply"] and "first_audio" in turn["timings"]
