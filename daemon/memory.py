@@ -81,6 +81,13 @@ class Conversation:
             out += [e.user, e.assistant]
         return out
 
+    def messages_after(self, user: str, reply: str, *, interrupted: bool = False) -> list[Message]:
+        """The messages as they will be once this exchange is added; nothing changes now."""
+        trial = Conversation(self._max_turns, self._max_tokens)
+        trial._items = deque(self._items)
+        trial.add(user, reply, interrupted=interrupted)
+        return trial.messages()
+
     def clear(self) -> None:
         self._items.clear()
 

@@ -105,20 +105,32 @@ class Assistant:
                 except ModelError as exc:
                     log.warning("warm-up of %s failed: %s", tier, exc)
 
-    def prime(self, tier: Tier, language: str | None = None) -> None:
+    def prime(self, tier: Tier, language: str | None = None, *,
+              after: TurnRecord | None = None, cancel: CancelToken | None = None) -> None:
         """Evaluate the next turn's prompt up to the user's words (system prompt and memory)
-        now, while nobody is talking, so the next reply only has to read the new question.
+        now, while nobody is talking, so the next reply only has to read the new question;
+        `after`: as memory will be once that turn is remembered.
 
         After memory drops its oldest exchange the whole remembered conversation would
-        otherwise be read again at the start of the next reply.
+        otherwise be read again at the start of the next reply. It is read one message at a
+        time, so `cancel` (the user started a new turn) stops it within one message.
         """
         if not self.registry.is_loaded(tier):
             return
         rec = TurnRecord(transcript="", language=language or self.language)
+        messages = self._messages(rec, None if after is None or not after.reply else
+                                  self.memory.messages_after(after.transcript, after.reply,
+                                                             interrupted=after.interrupted))
+        backend = self.registry.backend(tier)
+        # Prefixes ending after each remembered reply, then the whole prompt: each step only
+        # reads what the model's prompt cache does not hold yet.
+        steps = [messages[: i + 1] for i in range(2, len(messages) - 1, 2)] + [messages]
         try:
-            for _ in self.registry.backend(tier).stream(self._messages(rec), max_tokens=1,
-                                                        temperature=0.0):
-                pass
+            for step in steps:
+                if cancel is not None and cancel.cancelled:
+                    return
+                for _ in backend.stream(step, max_tokens=1, temperature=0.0):
+                    pass
         except ModelError as exc:
             log.debug("priming %s failed: %s", tier, exc)
 
@@ -144,13 +156,17 @@ class Assistant:
         *,
         remember: bool = True,
         transcribed: TurnRecord | None = None,
+        on_reply: Callable[[TurnRecord], None] | None = None,
     ) -> TurnRecord:
-        """Answer one utterance. Timings are measured from the moment speech ended."""
+        """Answer one utterance. Timings are measured from the moment speech ended.
+        `on_reply(rec)` is called once the whole reply is written, while it may still be
+        being spoken."""
         rec = transcribed or self.transcribe(utt)
         signals = TurnSignals(rec.transcript, audio_s=utt.duration_s,
                               speech_ratio=utt.speech_ratio,
                               audio=self.router.audio_features(utt.samples))
-        rec = self._answer(rec, signals, sink, utt.speech_end_at, cancel or CancelToken())
+        rec = self._answer(rec, signals, sink, utt.speech_end_at, cancel or CancelToken(),
+                           on_reply)
         if remember:
             self.remember(rec)
         return rec
@@ -178,14 +194,15 @@ class Assistant:
         self.remember(rec)
         return rec
 
-    def _messages(self, rec: TurnRecord) -> list[Message]:
+    def _messages(self, rec: TurnRecord, history: list[Message] | None = None) -> list[Message]:
         system = self._system
         lang = rec.language or self.language
         if lang != "en":
             name = LANGUAGE_NAMES.get(lang, lang)
             system += f" The user is speaking {name}: answer only in {name}."
-        return [Message("system", system), *self.memory.messages(),
-                Message("user", rec.transcript)]
+        if history is None:
+            history = self.memory.messages()
+        return [Message("system", system), *history, Message("user", rec.transcript)]
 
     def _answer(
         self,
@@ -194,6 +211,7 @@ class Assistant:
         sink: AudioSink | None,
         t0: float,
         cancel: CancelToken,
+        on_reply: Callable[[TurnRecord], None] | None = None,
     ) -> TurnRecord:
         lang = rec.language or self.language
         speech = None
@@ -210,6 +228,8 @@ class Assistant:
                     speech.say(rec.reply)
             else:
                 self._generate_reply(rec, signals, speech, t0, cancel)
+                if on_reply is not None and rec.reply and not cancel.cancelled:
+                    on_reply(rec)
         finally:
             if speech is not None:
                 speech.finish()

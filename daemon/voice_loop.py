@@ -59,6 +59,7 @@ class _Turn:
     barged: bool = False  # the user talked over this answer
     complete: bool = False  # its transcript reads as a finished sentence
     finished: bool = False  # answered; the thread may still be priming the next prompt
+    primed: tuple | None = None  # the exchange the next prompt was primed with while heard
 
     @property
     def running(self) -> bool:
@@ -469,8 +470,9 @@ class VoiceLoop:
         if wake_only:
             rec = self._acknowledge_wake(rec, sink)
         else:
-            rec = self.assistant.voice_turn(turn.utterance, sink, turn.cancel,
-                                            remember=False, transcribed=rec)
+            rec = self.assistant.voice_turn(
+                turn.utterance, sink, turn.cancel, remember=False, transcribed=rec,
+                on_reply=lambda written: self._prime_while_heard(turn, written))
         if turn.sink is not None:
             if not turn.committed.is_set():
                 turn.cancel.cancel()
@@ -484,12 +486,26 @@ class VoiceLoop:
         self._finish_turn(rec)
         self._prime_next(turn, rec)
 
+    @staticmethod
+    def _exchange(rec: TurnRecord) -> tuple:
+        return rec.transcript, rec.reply, rec.interrupted
+
+    def _prime_while_heard(self, turn: _Turn, rec: TurnRecord) -> None:
+        """The reply is written and is being spoken: read the conversation as it will be
+        into the model now, rather than after the answer (a quick follow-up would wait)."""
+        if turn.committed.is_set() and rec.tier and not self._stop.is_set():
+            self.assistant.prime(Tier(rec.tier), rec.language, after=rec, cancel=turn.cancel)
+            if not turn.cancel.cancelled:
+                turn.primed = self._exchange(rec)
+
     def _prime_next(self, turn: _Turn, rec: TurnRecord) -> None:
         """Read the conversation so far into the answering model while the user listens,
-        unless they have already started the next turn."""
+        unless that was done while the answer was spoken or the next turn has begun."""
         turn.finished = True  # from here on, what is heard is a new turn
+        if turn.primed == self._exchange(rec):
+            return
         if rec.tier and self._turn is turn and not self._stop.is_set():
-            self.assistant.prime(Tier(rec.tier), rec.language)
+            self.assistant.prime(Tier(rec.tier), rec.language, cancel=turn.cancel)
 
     @staticmethod
     def _first_audio_heard(rec: TurnRecord, sink: HeldSink, speech_end_at: float) -> None:

@@ -19,6 +19,7 @@ from recordings import PROMPTS
 
 from audio.errors import AudioError
 from audio.pcm import read_audio
+from conftest import wait_until
 from daemon.app import Context, build_assistant
 from daemon.config import load_config
 from daemon.events import Event, EventKind, ListenMode, State
@@ -302,3 +303,33 @@ def test_recorded_speech_with_pauses_is_one_turn_in_its_language(voice, recordin
     # The whole reading, not its first sentence.
     assert turn["audio_s"] > 0.8 * read_audio(wav).duration_s, turn
     assert turn["reply"] and "first_audio" in turn["timings"]
+
+
+def test_next_prompt_is_read_while_the_answer_is_spoken(voice, make_speech, monkeypatch):
+    """The remembered conversation goes into the model's prompt cache as soon as the reply is
+    written, before the turn is over (a quick follow-up does not wait for it)."""
+    h = voice()
+    registry, loop = h.loop.assistant.registry, h.loop
+    real_backend = registry.backend
+    primed: list[tuple[int, bool]] = []  # (turns finished, reply in the prompt) per priming
+
+    def backend(tier, **kw):
+        real = real_backend(tier, **kw)
+
+        class Recorded:
+            def stream(self, messages, *, max_tokens, **kw):
+                if max_tokens == 1:
+                    primed.append((loop.turns, any(m.role == "assistant" for m in messages)))
+                yield from real.stream(messages, max_tokens=max_tokens, **kw)
+
+        return Recorded()
+
+    monkeypatch.setattr(registry, "backend", backend)
+    h.play(make_speech(["Tell me a short story about a dragon."]))
+    turn = h.turn()
+    assert turn["reply"]
+    assert (0, True) in primed, primed  # primed with this exchange before the turn ended
+    assert wait_until(lambda: not loop.speaker.playing)
+    count = len(primed)
+    h.no_turn(2)
+    assert len(primed) == count  # and not read a second time after it
