@@ -297,7 +297,10 @@ class SpeakerSink:
 class MicSource:
     """16 kHz mono int16 blocks from an input device, delivered through a queue.
 
-    The PortAudio callback only copies into the queue, so it never blocks.
+    The PortAudio callback only copies into the queue, so it never blocks. `set_block_ms()`
+    changes how much audio each wakeup brings (small blocks react sooner, large ones cost
+    less CPU): a second stream opens and takes over with its first block, so audio keeps
+    flowing, and the first one is closed on the next read.
     """
 
     def __init__(self, device: str | int | None = None, block_ms: int = 30) -> None:
@@ -307,20 +310,42 @@ class MicSource:
         self._block_ms = block_ms
         self._queue: queue.Queue[tuple[np.ndarray, float]] = queue.Queue(maxsize=1000)
         self._stream = None
+        self._retired: list = []  # streams a newer one has replaced, to be closed
+        self._newest = 0  # generation of the newest stream
+        self._live = 0  # generation whose blocks are delivered
         self._rate = SAMPLE_RATE
         self.overflows = 0
         self.delivered = 0  # blocks the device has handed over (0 until audio flows)
 
-    def _callback(self, indata, frames, time_info, status) -> None:  # noqa: ARG002
-        if status.input_overflow:
-            self.overflows += 1
-        self.delivered += 1
-        try:
-            # The arrival time goes with the block, so a reader that falls behind can still
-            # line it up with what the speaker was playing at that moment.
-            self._queue.put_nowait((indata[:, 0].copy(), time.perf_counter()))
-        except queue.Full:
-            self.overflows += 1
+    @property
+    def block_ms(self) -> int:
+        return self._block_ms
+
+    def _callback_for(self, gen: int):
+        def callback(indata, frames, time_info, status) -> None:  # noqa: ARG001
+            if gen != self._live:
+                if gen != self._newest:
+                    return  # replaced: its last blocks overlap the new stream's
+                self._live = gen  # the new stream delivers: it takes over from here
+            if status.input_overflow:
+                self.overflows += 1
+            self.delivered += 1
+            try:
+                # The arrival time goes with the block, so a reader that falls behind can
+                # still line it up with what the speaker was playing at that moment.
+                self._queue.put_nowait((indata[:, 0].copy(), time.perf_counter()))
+            except queue.Full:
+                self.overflows += 1
+
+        return callback
+
+    def _open(self, rate: int, block_ms: int, gen: int):
+        stream = self._sd.InputStream(
+            samplerate=rate, channels=1, dtype="int16", blocksize=rate * block_ms // 1000,
+            device=self._device, callback=self._callback_for(gen),
+        )
+        stream.start()
+        return stream
 
     def start(self) -> None:
         sd = self._sd
@@ -329,20 +354,35 @@ class MicSource:
                 if rate is None:
                     info = sd.query_devices(self._device, kind="input")
                     rate = int(info["default_samplerate"])
-                self._stream = sd.InputStream(
-                    samplerate=rate,
-                    channels=1,
-                    dtype="int16",
-                    blocksize=rate * self._block_ms // 1000,
-                    device=self._device,
-                    callback=self._callback,
-                )
-                self._stream.start()
+                self._newest = self._live = self._newest + 1
+                self._stream = self._open(rate, self._block_ms, self._newest)
                 self._rate = rate
                 return
             except (sd.PortAudioError, ValueError) as exc:
                 last = exc
         raise AudioError(f"cannot open the microphone: {last}")
+
+    def set_block_ms(self, block_ms: int) -> None:
+        """Deliver blocks of `block_ms` from now on (see the class comment)."""
+        if block_ms == self._block_ms or self._stream is None:
+            return
+        try:
+            stream = self._open(self._rate, block_ms, self._newest + 1)
+        except (self._sd.PortAudioError, ValueError) as exc:
+            log.warning("microphone blocks stay at %d ms: %s", self._block_ms, exc)
+            return
+        self._newest += 1
+        self._retired.append(self._stream)
+        self._stream, self._block_ms = stream, block_ms
+
+    def _close_retired(self) -> None:
+        while self._retired:
+            old = self._retired.pop()
+            try:
+                old.abort()
+                old.close()
+            except self._sd.PortAudioError as exc:
+                log.debug("closing a replaced microphone stream: %s", exc)
 
     @property
     def alive(self) -> bool:
@@ -356,6 +396,8 @@ class MicSource:
 
     def read_timed(self, timeout: float = 0.5) -> tuple[np.ndarray, float] | None:
         """The next block and when it arrived (perf_counter), or None."""
+        if self._retired and self._live == self._newest:
+            self._close_retired()
         try:
             block, at = self._queue.get(timeout=timeout)
         except queue.Empty:
@@ -370,6 +412,7 @@ class MicSource:
                 return
 
     def close(self) -> None:
+        self._close_retired()
         if self._stream is not None:
             try:
                 self._stream.stop()

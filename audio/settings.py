@@ -66,8 +66,9 @@ class AudioSettings(_Frozen):
     )
     output_device: str | int | None = None
     mic_block_ms: int = Field(
-        60, ge=10, le=200, description="audio per microphone wakeup, a whole number of VAD"
-        " frames: larger costs less CPU while listening, smaller notices speech sooner"
+        90, ge=10, le=200, description="audio per microphone wakeup while listening, a whole"
+        " number of VAD frames (larger costs less CPU); while SARAi speaks it is one frame, so"
+        " barge-in is noticed at once"
     )
     vad: VadSettings = VadSettings()
     asr: AsrSettings = AsrSettings()

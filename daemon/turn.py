@@ -58,7 +58,8 @@ class TurnRecord:
         return asdict(self)
 
 
-def _ms(since: float) -> float:
+def ms_since(since: float) -> float:
+    """Milliseconds from `since` (a perf_counter reading) to now, as turn timings give them."""
     return round((time.perf_counter() - since) * 1000, 1)
 
 
@@ -145,7 +146,7 @@ class Assistant:
         t = time.perf_counter()
         tr = self.transcriber.transcribe(utt.samples)
         rec = TurnRecord(transcript=tr.text, language=tr.language, audio_s=round(utt.duration_s, 2))
-        rec.timings["asr"] = _ms(t)
+        rec.timings["asr"] = ms_since(t)
         return rec
 
     def voice_turn(
@@ -241,7 +242,7 @@ class Assistant:
                     rec.error = f"speech synthesis failed: {speech.error}"
         if cancel.cancelled:
             rec.interrupted = True
-        rec.timings["total"] = _ms(t0)
+        rec.timings["total"] = ms_since(t0)
         return rec
 
     def _generate_reply(
@@ -254,7 +255,7 @@ class Assistant:
     ) -> None:
         t = time.perf_counter()
         decision = self.router.decide(signals)
-        rec.timings["route"] = _ms(t)
+        rec.timings["route"] = ms_since(t)
         if decision.action is Action.SKIP:  # e.g. a transcript that is only "[music]"
             rec.reason = decision.reason
             return
@@ -321,7 +322,7 @@ class Assistant:
                 self.on_loading(tier.value)
             t = time.perf_counter()
             backend = self.registry.backend(tier)
-            rec.timings["model_load"] = _ms(t)
+            rec.timings["model_load"] = ms_since(t)
         else:
             backend = self.registry.backend(tier)
         rec.model = self.registry.resolve(tier).model
@@ -332,7 +333,7 @@ class Assistant:
             messages, max_tokens=ts.max_tokens, temperature=ts.temperature, cancel=cancel
         ):
             if not reply:
-                rec.timings["ttft"] = _ms(t0)
+                rec.timings["ttft"] = ms_since(t0)
             reply.append(chunk)
             if speech is not None:
                 for sentence in splitter.feed(chunk):

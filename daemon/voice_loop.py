@@ -270,6 +270,10 @@ class VoiceLoop:
             silent_reads = 0
             for frame, at in timed_frames(block, captured_at, seg.frame_ms):
                 self._hear(seg, frame, at)
+            # Small blocks while an answer plays (barge-in must be quick), large ones while
+            # only listening (fewer wakeups).
+            answering = self._answering() is not None or self._echo.active()
+            self._mic.set_block_ms(seg.frame_ms if answering else self._audio.mic_block_ms)
 
     def _hear(self, seg: UtteranceSegmenter, block: np.ndarray, captured_at: float) -> None:
         """One VAD frame of microphone audio, heard at `captured_at`."""
@@ -355,7 +359,9 @@ class VoiceLoop:
                 speaker.resume()
             return
         n = SAMPLE_RATE * seg.frame_ms // 1000
-        voiced = len(cleaned) >= n and bool(cleaned.any()) and seg.is_speech(cleaned[:n])
+        if len(cleaned) < n:
+            return  # a remainder shorter than a frame (kept by the segmenter): nothing to judge
+        voiced = bool(cleaned.any()) and seg.is_speech(cleaned[:n])
         action = self._barge.feed(voiced, captured_at)
         if action is BargeAction.PAUSE:
             speaker.pause()

@@ -53,3 +53,29 @@ def test_run_hears_the_room_and_answers_into_the_speaker(pulse, sarai_env, make_
     assert {"asr", "ttft", "first_audio", "total"} <= turn["timings"].keys()
     heard = read_audio(recording)
     assert np.abs(heard.samples).max() > 3000, "nothing came out of the speaker"
+
+
+def test_microphone_changes_block_size_without_a_gap(pulse, monkeypatch):
+    from audio.devices import MicSource
+
+    for key, value in pulse.env.items():
+        monkeypatch.setenv(key, value)
+    mic = MicSource(block_ms=90)
+    mic.start()
+    try:
+        first = [mic.read_timed(timeout=5) for _ in range(5)]
+        assert all(b is not None and len(b[0]) == 1440 for b in first)
+        mic.set_block_ms(30)
+        assert mic.block_ms == 30
+        after = [mic.read_timed(timeout=5) for _ in range(60)]
+        assert all(b is not None for b in after), "audio stopped during the change"
+        sizes = [len(b[0]) for b in after]
+        switched = sizes.index(480)
+        # The old stream's blocks stop as soon as the new one delivers: no interleaving.
+        assert set(sizes[:switched]) <= {1440} and set(sizes[switched:]) == {480}
+        times = [b[1] for b in first + after]
+        assert times == sorted(times)
+        gaps = np.diff(times)
+        assert gaps.max() < 0.5  # no stall while the new stream starts
+    finally:
+        mic.close()

@@ -29,7 +29,7 @@ from audio.vad import split_utterances
 from daemon.app import Context, build_assistant
 from daemon.commands.bench_cmd import percentiles, save_result
 from daemon.events import Event, EventKind, State
-from daemon.turn import Assistant
+from daemon.turn import Assistant, ms_since
 from daemon.voice_loop import VoiceLoop
 from models.backend import Message
 from routing.router import TurnSignals
@@ -130,7 +130,7 @@ def _baseline(assistant: Assistant, wav: Path, ctx: Context) -> dict | None:
     stages = {"silence": float(ctx.config.audio.vad.end_silence_ms)}
     t = time.perf_counter()
     tr = assistant.transcriber.transcribe(utt.samples, fit_window=False)
-    stages["asr"] = _ms(t)
+    stages["asr"] = ms_since(t)
     t = time.perf_counter()
     tier = assistant.router.decide(TurnSignals(tr.text, audio_s=utt.duration_s)).tier
     backend = assistant.registry.backend(tier)
@@ -138,17 +138,13 @@ def _baseline(assistant: Assistant, wav: Path, ctx: Context) -> dict | None:
     messages = [Message("system", ctx.config.assistant.system_prompt), Message("user", tr.text)]
     reply = "".join(backend.stream(messages, max_tokens=ts.max_tokens,
                                    temperature=ts.temperature))
-    stages["reply"] = _ms(t)
+    stages["reply"] = ms_since(t)
     if not reply.strip():
         return None
     t = time.perf_counter()
     assistant.voices.voice(tr.language).synthesize(reply)
-    stages["tts"] = _ms(t)
+    stages["tts"] = ms_since(t)
     return {"first_audio_ms": round(sum(stages.values()), 1), "stages_ms": stages}
-
-
-def _ms(since: float) -> float:
-    return round((time.perf_counter() - since) * 1000, 1)
 
 
 def _bench(args: argparse.Namespace, ctx: Context) -> int:
