@@ -22,7 +22,7 @@ def timed_frames(
     """16 kHz audio that finished arriving at `arrived_at`, cut into frames of `frame_ms`,
     each with the time its last sample arrived. A short remainder comes last."""
     n = SAMPLE_RATE * frame_ms // 1000
-    for start in range(0, max(len(block), 1), n):
+    for start in range(0, len(block), n):
         end = min(start + n, len(block))
         yield block[start:end], arrived_at - (len(block) - end) / SAMPLE_RATE
 

@@ -68,3 +68,4 @@ def test_timed_frames_cut_a_block_and_date_each_frame():
     assert [round(at, 6) for _, at in frames] == [round(10.0 - 580 / 16000, 6),
                                                    round(10.0 - 100 / 16000, 6), 10.0]
     assert [len(f) for f, _ in timed_frames(block[:480], 1.0, 30)] == [480]
+    assert list(timed_frames(block[:0], 1.0, 30)) == []
