@@ -119,7 +119,7 @@ class Assistant:
         if not self.registry.is_loaded(tier):
             return
         rec = TurnRecord(transcript="", language=language or self.language)
-        messages = self._messages(rec, None if after is None or not after.reply else
+        messages = self._messages(rec, None if after is None else
                                   self.memory.messages_after(after.transcript, after.reply,
                                                              interrupted=after.interrupted))
         backend = self.registry.backend(tier)

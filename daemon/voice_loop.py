@@ -272,8 +272,7 @@ class VoiceLoop:
                 self._hear(seg, frame, at)
             # Small blocks while an answer plays (barge-in must be quick), large ones while
             # only listening (fewer wakeups).
-            answering = self._answering() is not None or self._echo.active()
-            self._mic.set_block_ms(seg.frame_ms if answering else self._audio.mic_block_ms)
+            self._mic.set_block_ms(seg.frame_ms if self._busy() else self._audio.mic_block_ms)
 
     def _hear(self, seg: UtteranceSegmenter, block: np.ndarray, captured_at: float) -> None:
         """One VAD frame of microphone audio, heard at `captured_at`."""
@@ -286,8 +285,7 @@ class VoiceLoop:
                     self._on_end(utt)
             seg.reset()
             return
-        # A speculative start is not "busy": the user may well go on talking.
-        busy = self._answering() is not None or self._echo.active(captured_at)
+        busy = self._busy(captured_at)
         if busy:
             if not self._listen.barge_in:
                 seg.reset()  # half duplex: what is heard while answering is not a turn
@@ -342,6 +340,11 @@ class VoiceLoop:
         rms_out = _rms(cleaned)
         floor = max(self._listen.barge_in_min_rms, self._listen.barge_in_echo_ratio * rms_in)
         return np.zeros_like(cleaned) if rms_out < floor else cleaned
+
+    def _busy(self, at: float | None = None) -> bool:
+        """An answer is being spoken, or its echo may still be in audio heard at `at` (now).
+        A speculative start is not busy: the user may well go on talking."""
+        return self._answering() is not None or self._echo.active(at)
 
     def _answering(self) -> _Turn | None:
         turn = self._turn

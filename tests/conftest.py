@@ -124,6 +124,29 @@ def pulse() -> Iterator[PulseRoom]:
         room.close()
 
 
+class StreamSpy:
+    """Records every prompt sent to a registry's real backends (patch `registry.backend`
+    with `spy.backend`); `on_call()` runs as each one is sent."""
+
+    def __init__(self, registry, on_call=None) -> None:
+        self.calls: list[tuple[list, int]] = []
+        self._backend = registry.backend
+        self._on_call = on_call
+
+    def backend(self, tier, **kw):
+        real = self._backend(tier, **kw)
+        spy = self
+
+        class Recorded:
+            def stream(self, messages, *, max_tokens, **kw):
+                if spy._on_call is not None:
+                    spy._on_call()
+                spy.calls.append(([(m.role, m.content) for m in messages], max_tokens))
+                yield from real.stream(messages, max_tokens=max_tokens, **kw)
+
+        return Recorded()
+
+
 def wait_until(cond, timeout: float = 20.0) -> bool:
     """Poll `cond` until it is true or `timeout` seconds pass; its last value."""
     end = time.monotonic() + timeout

@@ -6,34 +6,13 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import StreamSpy
 from daemon.app import Context, build_assistant
 from daemon.config import load_config
 from daemon.paths import Paths
 from daemon.turn import TurnRecord
 from models.backend import CancelToken
 from models.settings import Tier
-
-
-class StreamSpy:
-    """Records every prompt the assistant sends to the real backends."""
-
-    def __init__(self, registry, on_call=None) -> None:
-        self.calls: list[tuple[list, int]] = []
-        self._backend = registry.backend
-        self._on_call = on_call
-
-    def backend(self, tier, **kw):
-        real = self._backend(tier, **kw)
-        spy = self
-
-        class Recorded:
-            def stream(self, messages, *, max_tokens, **kw):
-                spy.calls.append(([(m.role, m.content) for m in messages], max_tokens))
-                if spy._on_call is not None:
-                    spy._on_call()
-                yield from real.stream(messages, max_tokens=max_tokens, **kw)
-
-        return Recorded()
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from recordings import PROMPTS
 
 from audio.errors import AudioError
 from audio.pcm import read_audio
-from conftest import wait_until
+from conftest import StreamSpy, wait_until
 from daemon.app import Context, build_assistant
 from daemon.config import load_config
 from daemon.events import Event, EventKind, ListenMode, State
@@ -310,26 +310,20 @@ def test_next_prompt_is_read_while_the_answer_is_spoken(voice, make_speech, monk
     written, before the turn is over (a quick follow-up does not wait for it)."""
     h = voice()
     registry, loop = h.loop.assistant.registry, h.loop
-    real_backend = registry.backend
-    primed: list[tuple[int, bool]] = []  # (turns finished, reply in the prompt) per priming
+    finished_then: list[int] = []  # turns finished when each prompt was sent
+    spy = StreamSpy(registry, on_call=lambda: finished_then.append(loop.turns))
+    monkeypatch.setattr(registry, "backend", spy.backend)
 
-    def backend(tier, **kw):
-        real = real_backend(tier, **kw)
+    def primed() -> list[tuple[int, bool]]:  # (turns finished, reply in the prompt)
+        return [(done, any(role == "assistant" for role, _ in messages))
+                for (messages, max_tokens), done in zip(spy.calls, finished_then, strict=False)
+                if max_tokens == 1]
 
-        class Recorded:
-            def stream(self, messages, *, max_tokens, **kw):
-                if max_tokens == 1:
-                    primed.append((loop.turns, any(m.role == "assistant" for m in messages)))
-                yield from real.stream(messages, max_tokens=max_tokens, **kw)
-
-        return Recorded()
-
-    monkeypatch.setattr(registry, "backend", backend)
     h.play(make_speech(["Tell me a short story about a dragon."]))
     turn = h.turn()
     assert turn["reply"]
-    assert (0, True) in primed, primed  # primed with this exchange before the turn ended
+    assert (0, True) in primed(), primed()  # primed with this exchange before the turn ended
     assert wait_until(lambda: not loop.speaker.playing)
-    count = len(primed)
+    count = len(primed())
     h.no_turn(2)
-    assert len(primed) == count  # and not read a second time after it
+    assert len(primed()) == count  # and not read a second time after it
