@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from audio.errors import AudioError
-from audio.pcm import SAMPLE_RATE
-from audio.settings import AsrSettings
-from audio.short_window import WindowPlan, transcribe_window
+from sarai.audio.errors import AudioError
+from sarai.audio.pcm import SAMPLE_RATE
+from sarai.audio.settings import AsrSettings
+from sarai.audio.short_window import WindowPlan, transcribe_window
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
-from audio.errors import AudioError
-from audio.pcm import SAMPLE_RATE, resample, write_wav
+from sarai.audio.errors import AudioError
+from sarai.audio.pcm import SAMPLE_RATE, resample, write_wav
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from collections import deque
 
 import numpy as np
 
-from audio.pcm import SAMPLE_RATE, resample
+from sarai.audio.pcm import SAMPLE_RATE, resample
 
 
 class EchoGate:

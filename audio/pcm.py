@@ -11,7 +11,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from audio.errors import AudioError
+from sarai.audio.errors import AudioError
 
 SAMPLE_RATE = 16_000
 

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from audio.errors import AudioError
+from sarai.audio.errors import AudioError
 
 
 def _pactl(*args: str) -> str:

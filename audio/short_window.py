@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from audio.pcm import SAMPLE_RATE
+from sarai.audio.pcm import SAMPLE_RATE
 
 FULL_WINDOW_S = 30.0
 # Whisper's decoder writes about three tokens a second of English; the cap lets a loop show.

@@ -10,7 +10,7 @@ import threading
 
 import numpy as np
 
-from audio.errors import AudioError
+from sarai.audio.errors import AudioError
 
 
 class SileroCheck:

@@ -14,8 +14,8 @@ from typing import Protocol
 import numpy as np
 import soundfile as sf
 
-from audio.errors import AudioError
-from audio.settings import TtsSettings
+from sarai.audio.errors import AudioError
+from sarai.audio.settings import TtsSettings
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class EspeakVoice:
             raise AudioError(f"espeak-ng failed: {proc.stderr.decode(errors='replace').strip()}")
         data, rate = sf.read(io.BytesIO(proc.stdout), dtype="int16")
         if rate != self.sample_rate:
-            from audio.pcm import resample
+            from sarai.audio.pcm import resample
 
             data = resample(data, rate, self.sample_rate)
         return np.concatenate([data, _pause(self.sample_rate, self._s.sentence_silence_ms)])

@@ -15,8 +15,8 @@ from enum import StrEnum
 import numpy as np
 import webrtcvad
 
-from audio.pcm import SAMPLE_RATE
-from audio.settings import VadSettings
+from sarai.audio.pcm import SAMPLE_RATE
+from sarai.audio.settings import VadSettings
 
 
 class VadState(StrEnum):
@@ -209,7 +209,7 @@ class UtteranceSegmenter:
 def second_opinion(settings: VadSettings) -> Callable[[np.ndarray], bool] | None:
     """The configured noise check for closed utterances, if any."""
     if settings.second_opinion == "silero":
-        from audio.silero import SileroCheck
+        from sarai.audio.silero import SileroCheck
 
         return SileroCheck().accepts
     return None

@@ -5,17 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from audio.asr import Transcriber
-from audio.tts import VoiceBank
-from daemon.config import Config
-from daemon.memory import Conversation
-from daemon.paths import Paths
-from daemon.turn import Assistant
-from models import starter
-from models.registry import ModelRegistry
-from models.resident import ResidentKind
-from routing.availability import from_registry, media_from_registry
-from routing.router import Router
+from sarai.audio.asr import Transcriber
+from sarai.audio.tts import VoiceBank
+from sarai.daemon.config import Config
+from sarai.daemon.conversation.memory import Conversation
+from sarai.daemon.paths import Paths
+from sarai.daemon.conversation.turn import Assistant
+from sarai.models import starter
+from sarai.models.registry import ModelRegistry
+from sarai.models.resident import ResidentKind
+from sarai.routing.availability import from_registry, media_from_registry
+from sarai.routing.router import Router
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,13 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from audio.settings import AudioSettings
-from daemon.daemon_settings import DaemonSettings
-from daemon.events import ListenMode
-from models.settings import ModelsSettings, ResidencySettings
-from routing.settings import RoutingSettings
+from sarai.audio.settings import AudioSettings
+from sarai.daemon.service.settings import DaemonSettings
+from sarai.daemon.events import ListenMode
+from sarai.models.settings import ModelsSettings, ResidencySettings
+from sarai.routing.settings import RoutingSettings
 
-DEFAULT_CONFIG_TEXT = files("daemon").joinpath("data/default_config.yaml").read_text("utf-8")
+DEFAULT_CONFIG_TEXT = files("sarai.daemon").joinpath("data/default_config.yaml").read_text("utf-8")
 
 
 class ConfigError(Exception):

@@ -26,7 +26,7 @@ from types import ModuleType
 
 import numpy as np
 
-from models.errors import ModelError
+from sarai.models.errors import ModelError
 
 SAMPLE_RATE = 16_000  # what Qwen2.5-Omni's audio encoder (and libmtmd for it) expects
 PATCH_FACTOR = 28  # vision patch 14 × spatial merge 2, as qwen-omni-utils computes it

@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from models import memory
-from models.backend import Message
-from models.errors import ModelError
-from models.ggufinfo import read_info
-from models.registry import ModelRegistry
-from models.settings import Tier
+from sarai.models import memory
+from sarai.models.backend import Message
+from sarai.models.errors import ModelError
+from sarai.models.ggufinfo import read_info
+from sarai.models.registry import ModelRegistry
+from sarai.models.settings import Tier
 
 # The seeds' KPIs (tokens/s of decode), checked only when the production model is present.
 KPI_MIN_TOK_S: dict[Tier, float] = {Tier.OMNI_FAST: 7.0, Tier.TINY: 8.0, Tier.EXPERT: 3.0}

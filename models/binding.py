@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from models.errors import ModelError
-from models.settings import Tier
+from sarai.models.errors import ModelError
+from sarai.models.settings import Tier
 
 
 def bind_tier(config_file: Path, tier: Tier, values: dict[str, Any]) -> Path | None:

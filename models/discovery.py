@@ -15,8 +15,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.errors import ModelError
-from models.ggufinfo import GGUFInfo, read_info
+from sarai.models.errors import ModelError
+from sarai.models.ggufinfo import GGUFInfo, read_info
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import gguf
 
-from models.errors import ModelError
-from models.memory import MIB
+from sarai.models.errors import ModelError
+from sarai.models.memory import MIB
 
 _SCALARS: dict[int, str] = {
     gguf.GGUFValueType.UINT8: "<B", gguf.GGUFValueType.INT8: "<b",

@@ -7,8 +7,8 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from models.backend import CancelToken, Message
-from models.errors import ModelError
+from sarai.models.backend import CancelToken, Message
+from sarai.models.errors import ModelError
 
 log = logging.getLogger(__name__)
 

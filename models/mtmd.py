@@ -23,12 +23,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.attachments import MediaKind
-from models.backend import CancelToken, Message
-from models.errors import ModelError
-from models.llamacpp import check_gguf, open_llama
-from models.multimodal import MediaMessage
-from models.projector import Projector, ProjectorInfo, ProjectorSource
+from sarai.models.attachments import MediaKind
+from sarai.models.backend import CancelToken, Message
+from sarai.models.errors import ModelError
+from sarai.models.llamacpp import check_gguf, open_llama
+from sarai.models.multimodal import MediaMessage
+from sarai.models.projector import Projector, ProjectorInfo, ProjectorSource
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from models.attachments import Attachment, MediaKind
-from models.backend import Message
-from models.errors import ModelError
+from sarai.models.attachments import Attachment, MediaKind
+from sarai.models.backend import Message
+from sarai.models.errors import ModelError
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlparse
 
-from models.backend import CancelToken, Message
-from models.errors import ModelError, ModelUnavailable
-from models.settings import Residency, TierSettings
+from sarai.models.backend import CancelToken, Message
+from sarai.models.errors import ModelError, ModelUnavailable
+from sarai.models.settings import Residency, TierSettings
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 _LOCAL = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}

@@ -16,14 +16,14 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.attachments import MediaKind
-from models.errors import ModelError
-from models.ggufinfo import read_info
-from models.memory import MIB
-from models.projector import MtmdContext, ProjectorInfo, ProjectorState
-from models.residency import ResidencyManager
-from models.resident import Cost, ResidentKind, ResidentState
-from models.settings import Residency, Tier
+from sarai.models.attachments import MediaKind
+from sarai.models.errors import ModelError
+from sarai.models.ggufinfo import read_info
+from sarai.models.memory import MIB
+from sarai.models.projector import MtmdContext, ProjectorInfo, ProjectorState
+from sarai.models.residency import ResidencyManager
+from sarai.models.resident import Cost, ResidentKind, ResidentState
+from sarai.models.settings import Residency, Tier
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from collections.abc import Iterator, Sequence
 
 import httpx
 
-from models.backend import CancelToken, Message
-from models.errors import ModelError, ModelUnavailable
+from sarai.models.backend import CancelToken, Message
+from sarai.models.errors import ModelError, ModelUnavailable
 
 
 def _base(host: str) -> str:

@@ -25,8 +25,8 @@ from typing import Protocol
 
 import psutil
 
-from models import memory
-from models.errors import ModelError
+from sarai.models import memory
+from sarai.models.errors import ModelError
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import httpx
 
-from models.errors import ModelError
-from models.settings import Tier
+from sarai.models.errors import ModelError
+from sarai.models.settings import Tier
 
 PULL_URL_ENV = "SARAI_PULL_URL"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")

@@ -22,15 +22,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from models import starter
-from models.attachments import MediaKind
-from models.backend import CancelToken, ChatBackend, Message
-from models.discovery import Found, discover, find_model
-from models.errors import ModelError, ModelUnavailable
-from models.ggufinfo import read_info
-from models.llamacpp import LlamaCppBackend, check_gguf
-from models.memory import MIB
-from models.ollama_backend import (
+from sarai.models import starter
+from sarai.models.attachments import MediaKind
+from sarai.models.backend import CancelToken, ChatBackend, Message
+from sarai.models.discovery import Found, discover, find_model
+from sarai.models.errors import ModelError, ModelUnavailable
+from sarai.models.ggufinfo import read_info
+from sarai.models.llamacpp import LlamaCppBackend, check_gguf
+from sarai.models.memory import MIB
+from sarai.models.ollama_backend import (
     DEFAULT_HOST,
     OllamaBackend,
     is_local,
@@ -39,11 +39,11 @@ from models.ollama_backend import (
     ollama_model_size,
     ollama_ps,
 )
-from models.omni_tier import MediaSupport, ResidentProjector, projector_cost, projector_kinds
-from models.openai_backend import OpenAIBackend, openai_has_model
-from models.residency import ResidencyManager
-from models.resident import Admission, Cost, Listener, ResidentInfo, ResidentKind, ResidentState
-from models.settings import ModelsSettings, Residency, ResidencySettings, Tier, TierSettings
+from sarai.models.omni_tier import MediaSupport, ResidentProjector, projector_cost, projector_kinds
+from sarai.models.openai_backend import OpenAIBackend, openai_has_model
+from sarai.models.residency import ResidencyManager
+from sarai.models.resident import Admission, Cost, Listener, ResidentInfo, ResidentKind, ResidentState
+from sarai.models.settings import ModelsSettings, Residency, ResidencySettings, Tier, TierSettings
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +262,7 @@ class ModelRegistry:
                 return LlamaCppBackend(path, n_ctx=n_ctx, threads=ts.threads,
                                        n_batch=ts.n_batch, use_mmap=ts.use_mmap,
                                        kv_type=ts.kv_type)
-            from models.mtmd import OmniBackend
+            from sarai.models.mtmd import OmniBackend
 
             text_key = self.key(tier, long_context)
 

@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from models import memory
-from models.errors import ModelError, ModelUnavailable
-from models.resident import (
+from sarai.models import memory
+from sarai.models.errors import ModelError, ModelUnavailable
+from sarai.models.resident import (
     Admission,
     Cost,
     EventKind,
@@ -30,7 +30,7 @@ from models.resident import (
     ResidentKind,
     ResidentState,
 )
-from models.settings import Residency, ResidencySettings, Tier
+from sarai.models.settings import Residency, ResidencySettings, Tier
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 
-from models.settings import Residency, Tier
+from sarai.models.settings import Residency, Tier
 
 
 class ResidentKind(StrEnum):

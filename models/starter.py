@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from models.errors import ModelError
+from sarai.models.errors import ModelError
 
 
 class Kind(StrEnum):

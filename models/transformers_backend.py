@@ -19,10 +19,10 @@ import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from models.attachments import SAMPLE_RATE, MediaKind
-from models.backend import CancelToken, Message
-from models.errors import ModelError
-from models.multimodal import MediaMessage
+from sarai.models.attachments import SAMPLE_RATE, MediaKind
+from sarai.models.backend import CancelToken, Message
+from sarai.models.errors import ModelError
+from sarai.models.multimodal import MediaMessage
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import webrtcvad
 
-from audio.errors import AudioError
-from audio.settings import VadSettings
-from audio.vad import UtteranceSegmenter, second_opinion
+from sarai.audio.errors import AudioError
+from sarai.audio.settings import VadSettings
+from sarai.audio.vad import UtteranceSegmenter, second_opinion
 
 _FLOOR_DB = -100.0  # what digital silence reads as
 _QUIET_MS = 240  # this much of the quietest audio stands for the background

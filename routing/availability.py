@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from models.errors import ModelError
-from models.settings import Tier
+from sarai.models.errors import ModelError
+from sarai.models.settings import Tier
 
 
 class _Admission(Protocol):

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from routing import dataset
-from routing.dataset import Row, Split
-from routing.errors import RoutingError
-from routing.text import ngrams, normalise
+from sarai.routing import dataset
+from sarai.routing.dataset import Row, Split
+from sarai.routing.errors import RoutingError
+from sarai.routing.text import ngrams, normalise
 
 log = logging.getLogger(__name__)
 

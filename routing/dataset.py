@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from importlib.resources import files
 
-from models.settings import Tier
-from routing.errors import DatasetError
+from sarai.models.settings import Tier
+from sarai.routing.errors import DatasetError
 
 
 class Split(StrEnum):
@@ -40,7 +40,7 @@ class Row:
 
 
 def _data(split: Split):
-    return files("routing").joinpath(f"data/{split.value}.jsonl")
+    return files("sarai.routing").joinpath(f"data/{split.value}.jsonl")
 
 
 def raw_bytes(split: Split) -> bytes:

@@ -1,6 +1,6 @@
 """Errors the router raises; each message is one sentence a user can act on."""
 
-from models.errors import ModelError
+from sarai.models.errors import ModelError
 
 
 class RoutingError(ModelError):

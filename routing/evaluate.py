@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from audio.settings import VadSettings
-from routing.audio_features import analyse, utterance_in
-from routing.dataset import Row
-from routing.router import Action, Router, TurnSignals
-from routing.spoken import over_background, speak
+from sarai.audio.settings import VadSettings
+from sarai.routing.audio_features import analyse, utterance_in
+from sarai.routing.dataset import Row
+from sarai.routing.router import Action, Router, TurnSignals
+from sarai.routing.spoken import over_background, speak
 
 SKIP = "skip"  # what a turn the router declined to answer counts as
 # How far the voice stands above the background in the audio-heavy clips (RMS, dB).

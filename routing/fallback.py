@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
-from models.settings import Tier
+from sarai.models.settings import Tier
 
 LADDER: dict[Tier, tuple[Tier, ...]] = {
     Tier.OMNI_QUALITY: (Tier.EXPERT, Tier.OMNI_FAST, Tier.TINY),

@@ -25,14 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
-from models.settings import Tier
-from routing import fallback
-from routing.audio_features import AudioFeatures, analyse
-from routing.classifier import TextScorer, load_or_train
-from routing.settings import RoutingSettings
-from routing.signals import Attachment, AttachmentKind, TurnSignals
-from routing.text import PhraseSet, is_noise_only, normalise, strip_annotations
-from routing.warmup import WarmupAdvice, WarmupPredictor
+from sarai.models.settings import Tier
+from sarai.routing import fallback
+from sarai.routing.audio_features import AudioFeatures, analyse
+from sarai.routing.classifier import TextScorer, load_or_train
+from sarai.routing.settings import RoutingSettings
+from sarai.routing.signals import Attachment, AttachmentKind, TurnSignals
+from sarai.routing.text import PhraseSet, is_noise_only, normalise, strip_annotations
+from sarai.routing.warmup import WarmupAdvice, WarmupPredictor
 
 __all__ = ["Action", "Attachment", "AttachmentKind", "Decision", "Router", "Rule",
            "TurnSignals", "WarmupAdvice"]

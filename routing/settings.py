@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.settings import Tier
+from sarai.models.settings import Tier
 
 
 class _Frozen(BaseModel):

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.attachments import Attachment as MediaAttachment
-from models.attachments import AttachmentError, MediaKind, kind_of
-from models.settings import Tier
-from routing.audio_features import AudioFeatures
-from routing.errors import UnsupportedAttachment
+from sarai.models.attachments import Attachment as MediaAttachment
+from sarai.models.attachments import AttachmentError, MediaKind, kind_of
+from sarai.models.settings import Tier
+from sarai.routing.audio_features import AudioFeatures
+from sarai.routing.errors import UnsupportedAttachment
 
 # The models room's kinds (audio, image, video): one vocabulary for attachments everywhere.
 AttachmentKind = MediaKind

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from audio.errors import AudioError
-from audio.pcm import SAMPLE_RATE, resample, to_int16
+from sarai.audio.errors import AudioError
+from sarai.audio.pcm import SAMPLE_RATE, resample, to_int16
 
 # espeak-ng voice and speed per language; Latin-American Spanish, a little slower, is the
 # one Whisper base understands best of espeak-ng's Spanish voices.

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models.settings import Tier
-from routing.audio_features import AudioFeatures
-from routing.classifier import TextScorer
-from routing.settings import RoutingSettings
-from routing.text import PhraseSet, normalise
+from sarai.models.settings import Tier
+from sarai.routing.audio_features import AudioFeatures
+from sarai.routing.classifier import TextScorer
+from sarai.routing.settings import RoutingSettings
+from sarai.routing.text import PhraseSet, normalise
 
 
 @dataclass(frozen=True)

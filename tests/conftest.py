@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audio.pulse import PulseRoom
-from daemon.paths import Paths
-from models import starter
+from sarai.audio.pulse import PulseRoom
+from sarai.daemon.paths import Paths
+from sarai.models import starter
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -64,7 +64,7 @@ def speech(tmp: Path, parts: list[str], *, pause_s: float = 1.0, rate: int = 160
     lead = np.zeros(int(sr * lead_s))
     audio = np.concatenate([lead, *chunks, lead])
     if rate != sr:
-        from audio.pcm import resample
+        from sarai.audio.pcm import resample
 
         audio = resample(audio.astype(np.float32), sr, rate)
     if channels > 1:
@@ -106,7 +106,7 @@ def sarai(sarai_env: dict[str, str]):
 
     def _run(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> Result:
         proc = subprocess.run(
-            [sys.executable, "-m", "daemon.cli", *args],
+            [sys.executable, "-m", "sarai.daemon.cli", *args],
             capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env or sarai_env,
         )
         return Result(proc.returncode, proc.stdout, proc.stderr)

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from conftest import REPO
-from daemon.control import ControlClient, socket_path
+from sarai.daemon.control.client import ControlClient
+from sarai.daemon.control.wire import socket_path
 
 
 class RunningDaemon:
@@ -42,7 +43,7 @@ class RunningDaemon:
         else:
             env.pop("JOURNAL_STREAM", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daemon.cli", "run", "--json", *args], cwd=REPO, env=env,
+            [sys.executable, "-m", "sarai.daemon.cli", "run", "--json", *args], cwd=REPO, env=env,
             stdout=subprocess.PIPE, stderr=err_w, text=True,
         )
         os.close(err_w)

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from audio.asr import Transcriber
-from audio.errors import AudioError
-from audio.pcm import read_audio
-from audio.settings import AsrSettings, TtsSettings
-from audio.tts import Speaker
-from models import starter
+from sarai.audio.asr import Transcriber
+from sarai.audio.errors import AudioError
+from sarai.audio.pcm import read_audio
+from sarai.audio.settings import AsrSettings, TtsSettings
+from sarai.audio.tts import Speaker
+from sarai.models import starter
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_piper_audio_is_speech_of_plausible_length(speaker):
 
 
 def test_piper_round_trip_through_whisper(speaker, transcriber):
-    from audio.pcm import SAMPLE_RATE, resample
+    from sarai.audio.pcm import SAMPLE_RATE, resample
 
     audio = speaker.synthesize("The weather is sunny and warm.")
     tr = transcriber.transcribe(resample(audio, speaker.sample_rate, SAMPLE_RATE))

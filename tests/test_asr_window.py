@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from audio.asr import Transcriber
-from audio.pcm import read_audio
-from audio.settings import AsrSettings
-from audio.short_window import WindowPlan, _repeats
-from models import starter
+from sarai.audio.asr import Transcriber
+from sarai.audio.pcm import read_audio
+from sarai.audio.settings import AsrSettings
+from sarai.audio.short_window import WindowPlan, _repeats
+from sarai.models import starter
 
 
 def _transcriber(models_dir, **kw) -> Transcriber:

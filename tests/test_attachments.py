@@ -8,7 +8,7 @@ import pytest
 from omni_fixtures import write_tone, write_video
 from PIL import Image
 
-from models.attachments import (
+from sarai.models.attachments import (
     PATCH_FACTOR,
     AttachmentError,
     MediaKind,

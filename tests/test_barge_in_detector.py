@@ -1,6 +1,6 @@
 """Pause at the first voiced frames, interrupt once confirmed, resume if it fades."""
 
-from daemon.barge_in import BargeAction, BargeInDetector, BargeInTiming
+from sarai.daemon.conversation.barge_in import BargeAction, BargeInDetector, BargeInTiming
 
 T = BargeInTiming(frame_ms=30, pause_ms=60, confirm_ms=150, fade_ms=150)
 

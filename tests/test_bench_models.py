@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from models.bench import check_kpi, copy_bandwidth_gbs
-from models.ggufinfo import read_info
+from sarai.models.bench import check_kpi, copy_bandwidth_gbs
+from sarai.models.ggufinfo import read_info
 
 KEYS = {"tier", "model", "decode_tok_s", "bare_decode_tok_s", "ratio", "ttft_ms", "load_s",
         "rss_mb", "bandwidth_efficiency"}

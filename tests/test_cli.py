@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from audio.pcm import read_audio, write_wav
+from sarai.audio.pcm import read_audio, write_wav
 from conftest import REPO
 
 TIMING_KEYS = {"asr", "route", "ttft", "first_audio", "total"}

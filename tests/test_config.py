@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import DEFAULT_CONFIG_TEXT, ConfigError, dump_config, load_config
-from models.settings import Residency, Tier
+from sarai.daemon.config import DEFAULT_CONFIG_TEXT, ConfigError, dump_config, load_config
+from sarai.models.settings import Residency, Tier
 
 
 def write(tmp_path: Path, text: str) -> Path:

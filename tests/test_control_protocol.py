@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from daemon.control_protocol import (
+from sarai.daemon.control.protocol import (
     COMMANDS,
     AskRequest,
     Attachment,
@@ -25,8 +25,8 @@ from daemon.control_protocol import (
     parse_request,
     request_line,
 )
-from daemon.events import ListenMode
-from models.settings import Tier
+from sarai.daemon.events import ListenMode
+from sarai.models.settings import Tier
 
 REQUESTS = [
     StatusRequest(id=1),

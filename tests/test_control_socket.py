@@ -15,17 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from daemon.control import (
-    CommandFailed,
-    ControlClient,
-    ControlError,
-    ControlServer,
-    DaemonNotRunning,
-    socket_path,
-)
-from daemon.control_protocol import ModeRequest, StatusRequest
-from daemon.event_hub import EventHub
-from daemon.events import Event, EventKind
+from sarai.daemon.control.client import ControlClient
+
+from sarai.daemon.control.server import CommandFailed, ControlServer
+
+from sarai.daemon.control.wire import ControlError, DaemonNotRunning, socket_path
+from sarai.daemon.control.protocol import ModeRequest, StatusRequest
+from sarai.daemon.control.hub import EventHub
+from sarai.daemon.events import Event, EventKind
 
 MAX_LINE = 4096
 

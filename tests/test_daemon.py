@@ -14,7 +14,7 @@ import pytest
 from daemon_harness import RunningDaemon, isolated_env, start_daemon, stop_daemon
 
 from conftest import REPO
-from daemon.control import ControlError
+from sarai.daemon.control.wire import ControlError
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def events(daemon):
 
 
 def sarai(env, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "daemon.cli", *args], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, "-m", "sarai.daemon.cli", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 

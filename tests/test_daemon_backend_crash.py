@@ -15,7 +15,7 @@ import threading
 
 from daemon_harness import start_daemon, stop_daemon
 
-from daemon.control import ControlError
+from sarai.daemon.control.wire import ControlError
 
 FAKE_OLLAMA = r'''
 import json, sys, time

@@ -9,7 +9,7 @@ import threading
 
 from daemon_harness import start_daemon, stop_daemon
 
-from daemon.control import ControlError
+from sarai.daemon.control.wire import ControlError
 
 
 def test_sigterm_mid_answer_exits_cleanly_and_unloads(sarai_env, pulse):
@@ -90,7 +90,7 @@ def test_a_second_daemon_refuses_to_start(sarai_env, pulse, tmp_path):
         from conftest import REPO
 
         env = {**sarai_env, **pulse.env, "XDG_RUNTIME_DIR": str(first.runtime)}
-        p = subprocess.run([sys.executable, "-m", "daemon.cli", "run"], cwd=REPO, env=env,
+        p = subprocess.run([sys.executable, "-m", "sarai.daemon.cli", "run"], cwd=REPO, env=env,
                            capture_output=True, text=True, timeout=120)
         assert p.returncode == 1
         assert "sarai: error: SARAi is already running" in p.stderr

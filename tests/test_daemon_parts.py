@@ -12,12 +12,12 @@ import time
 
 import pytest
 
-from daemon.event_hub import EventHub
-from daemon.events import Event, EventKind
-from daemon.logging_setup import JournalFormatter, setup_logging, under_journal
-from daemon.notify import Notifier
-from daemon.parts import Restarter
-from daemon.turn_log import TurnLog
+from sarai.daemon.control.hub import EventHub
+from sarai.daemon.events import Event, EventKind
+from sarai.daemon.service.logs import JournalFormatter, setup_logging, under_journal
+from sarai.daemon.service.notify import Notifier
+from sarai.daemon.service.parts import Restarter
+from sarai.daemon.service.turn_log import TurnLog
 
 
 class Clock:

@@ -5,8 +5,8 @@ import time
 
 import numpy as np
 
-from audio.echo import EchoGate, residual_ratio
-from audio.pcm import read_audio
+from sarai.audio.echo import EchoGate, residual_ratio
+from sarai.audio.pcm import read_audio
 
 
 def _speech(make_speech, text: str, voice: str = "en-us") -> np.ndarray:

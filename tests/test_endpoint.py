@@ -2,7 +2,7 @@
 
 import pytest
 
-from daemon.endpoint import looks_complete
+from sarai.daemon.conversation.endpoint import looks_complete
 
 
 @pytest.mark.parametrize("text", [

@@ -2,7 +2,7 @@
 
 import pytest
 
-from daemon.memory import is_forget_request
+from sarai.daemon.conversation.memory import is_forget_request
 
 
 @pytest.mark.parametrize("text", [

@@ -2,9 +2,9 @@
 
 import pytest
 
-from models.backend import CancelToken, Message
-from models.errors import ModelError
-from models.llamacpp import LlamaCppBackend, check_gguf
+from sarai.models.backend import CancelToken, Message
+from sarai.models.errors import ModelError
+from sarai.models.llamacpp import LlamaCppBackend, check_gguf
 
 CHAT = [Message("system", "You are a helpful assistant."), Message("user", "Say hello.")]
 

@@ -12,14 +12,14 @@ import time
 
 import numpy as np
 
-from audio.pcm import read_audio
+from sarai.audio.pcm import read_audio
 from conftest import REPO
 
 
 def test_run_hears_the_room_and_answers_into_the_speaker(pulse, sarai_env, make_speech, tmp_path):
     env = {**sarai_env, **pulse.env}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "daemon.cli", "run", "--json", "--max-turns", "1"],
+        [sys.executable, "-m", "sarai.daemon.cli", "run", "--json", "--max-turns", "1"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     err_lines: list[str] = []
@@ -56,7 +56,7 @@ def test_run_hears_the_room_and_answers_into_the_speaker(pulse, sarai_env, make_
 
 
 def test_microphone_changes_block_size_without_a_gap(pulse, monkeypatch):
-    from audio.devices import MicSource
+    from sarai.audio.devices import MicSource
 
     for key, value in pulse.env.items():
         monkeypatch.setenv(key, value)

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from models import memory
-from models.backend import Message
-from models.discovery import discover, find_model, scan_hf_cache, scan_ollama
-from models.errors import ModelError
-from models.ggufinfo import read_info
-from models.llamacpp import LlamaCppBackend
-from models.registry import ModelRegistry
-from models.settings import ModelsSettings, ResidencySettings, Tier, TierSettings
+from sarai.models import memory
+from sarai.models.backend import Message
+from sarai.models.discovery import discover, find_model, scan_hf_cache, scan_ollama
+from sarai.models.errors import ModelError
+from sarai.models.ggufinfo import read_info
+from sarai.models.llamacpp import LlamaCppBackend
+from sarai.models.registry import ModelRegistry
+from sarai.models.settings import ModelsSettings, ResidencySettings, Tier, TierSettings
 
 DIGEST = "sha256:" + "ab" * 32
 PROJ = "sha256:" + "cd" * 32

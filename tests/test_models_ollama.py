@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from models.backend import CancelToken, Message
-from models.errors import ModelUnavailable
-from models.registry import ModelRegistry
-from models.settings import ModelsSettings, ResidencySettings, Tier, TierSettings
+from sarai.models.backend import CancelToken, Message
+from sarai.models.errors import ModelUnavailable
+from sarai.models.registry import ModelRegistry
+from sarai.models.settings import ModelsSettings, ResidencySettings, Tier, TierSettings
 
 CHAT = [Message("system", "You are terse."), Message("user", "Count to ten.")]
 REPLY = "One, two, three, four, five, six, seven, eight, nine, ten. That is ten."

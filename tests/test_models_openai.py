@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from models.backend import CancelToken, Message
-from models.errors import ModelUnavailable
-from models.registry import ModelRegistry
-from models.settings import ModelsSettings, ResidencySettings, Tier, TierSettings
+from sarai.models.backend import CancelToken, Message
+from sarai.models.errors import ModelUnavailable
+from sarai.models.registry import ModelRegistry
+from sarai.models.settings import ModelsSettings, ResidencySettings, Tier, TierSettings
 
 CHAT = [Message("system", "You are a helpful assistant."),
         Message("user", "Count from one to twenty.")]

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import yaml
 
-from models import pull
-from models.errors import ModelError
+from sarai.models import pull
+from sarai.models.errors import ModelError
 
 LFM2 = "/LiquidAI/LFM2-1.2B-GGUF/resolve/main/LFM2-1.2B-Q4_K_M.gguf"
 

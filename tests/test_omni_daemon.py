@@ -37,7 +37,7 @@ def daemon(env, tiny):  # noqa: F811
 
 
 def _sarai(env, d, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "daemon.cli", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "sarai.daemon.cli", *args], cwd=REPO,
                           env={**env, "XDG_RUNTIME_DIR": str(d.runtime)},
                           capture_output=True, text=True, timeout=120)
 

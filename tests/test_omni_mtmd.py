@@ -14,15 +14,15 @@ import pytest
 from omni_fixtures import tiny, write_tone, write_video  # noqa: F401
 from PIL import Image
 
-from audio.asr import Transcriber
-from audio.settings import AsrSettings
-from models import starter
-from models.attachments import MediaKind, MediaLimits, load
-from models.backend import Message
-from models.errors import ModelError
-from models.mtmd import OmniBackend
-from models.multimodal import MediaMessage, prepare_user_turn
-from models.projector import Projector, ProjectorState
+from sarai.audio.asr import Transcriber
+from sarai.audio.settings import AsrSettings
+from sarai.models import starter
+from sarai.models.attachments import MediaKind, MediaLimits, load
+from sarai.models.backend import Message
+from sarai.models.errors import ModelError
+from sarai.models.mtmd import OmniBackend
+from sarai.models.multimodal import MediaMessage, prepare_user_turn
+from sarai.models.projector import Projector, ProjectorState
 
 SYSTEM = Message("system", "You are a helpful assistant.")
 LIMITS = MediaLimits()

@@ -15,22 +15,22 @@ import pytest
 from omni_fixtures import tiny, write_tone  # noqa: F401
 from PIL import Image
 
-from audio.asr import Transcriber
-from audio.settings import AsrSettings
+from sarai.audio.asr import Transcriber
+from sarai.audio.settings import AsrSettings
 from conftest import wait_until
-from daemon.memory import Conversation
-from daemon.turn import Assistant
-from models import memory, starter
-from models.attachments import MediaLimits, load
-from models.backend import Message
-from models.errors import ModelUnavailable
-from models.multimodal import DEFAULT_IMAGE_QUESTION, MediaMessage, prepare_user_turn
-from models.registry import ModelRegistry
-from models.resident import EventKind, ResidencyEvent, ResidentKind
-from models.settings import ModelsSettings, ResidencySettings, Tier, TierSettings
-from routing.availability import from_registry, media_from_registry
-from routing.router import Router
-from routing.settings import RoutingSettings
+from sarai.daemon.conversation.memory import Conversation
+from sarai.daemon.conversation.turn import Assistant
+from sarai.models import memory, starter
+from sarai.models.attachments import MediaLimits, load
+from sarai.models.backend import Message
+from sarai.models.errors import ModelUnavailable
+from sarai.models.multimodal import DEFAULT_IMAGE_QUESTION, MediaMessage, prepare_user_turn
+from sarai.models.registry import ModelRegistry
+from sarai.models.resident import EventKind, ResidencyEvent, ResidentKind
+from sarai.models.settings import ModelsSettings, ResidencySettings, Tier, TierSettings
+from sarai.routing.availability import from_registry, media_from_registry
+from sarai.routing.router import Router
+from sarai.routing.settings import RoutingSettings
 
 SYSTEM = Message("system", "You are a helpful assistant.")
 LIMITS = MediaLimits()

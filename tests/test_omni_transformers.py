@@ -6,11 +6,11 @@ import pytest
 from omni_fixtures import tiny, write_tone  # noqa: F401
 from PIL import Image
 
-from models.attachments import MediaLimits, load
-from models.backend import CancelToken, Message
-from models.errors import ModelError
-from models.multimodal import MediaMessage
-from models.transformers_backend import TransformersOmniBackend
+from sarai.models.attachments import MediaLimits, load
+from sarai.models.backend import CancelToken, Message
+from sarai.models.errors import ModelError
+from sarai.models.multimodal import MediaMessage
+from sarai.models.transformers_backend import TransformersOmniBackend
 
 SYSTEM = Message("system", "You are a helpful assistant.")
 LIMITS = MediaLimits()

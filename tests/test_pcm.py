@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audio.errors import AudioError
-from audio.pcm import SAMPLE_RATE, read_audio, resample, timed_frames, write_wav
+from sarai.audio.errors import AudioError
+from sarai.audio.pcm import SAMPLE_RATE, read_audio, resample, timed_frames, write_wav
 
 
 @pytest.mark.parametrize(("rate", "channels"), [(16000, 1), (44100, 2), (48000, 2), (8000, 1)])

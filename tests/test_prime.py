@@ -7,12 +7,12 @@ from __future__ import annotations
 import pytest
 
 from conftest import StreamSpy
-from daemon.app import Context, build_assistant
-from daemon.config import load_config
-from daemon.paths import Paths
-from daemon.turn import TurnRecord
-from models.backend import CancelToken
-from models.settings import Tier
+from sarai.daemon.app import Context, build_assistant
+from sarai.daemon.config import load_config
+from sarai.daemon.paths import Paths
+from sarai.daemon.conversation.turn import TurnRecord
+from sarai.models.backend import CancelToken
+from sarai.models.settings import Tier
 
 
 @pytest.fixture

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from conftest import wait_until
-from models import memory
-from models.backend import CancelToken, Message
-from models.errors import ModelError, ModelUnavailable
-from models.registry import ModelRegistry
-from models.resident import EventKind, ResidencyEvent, ResidentKind, ResidentState
-from models.settings import ModelsSettings, ResidencySettings, Tier, TierSettings
+from sarai.models import memory
+from sarai.models.backend import CancelToken, Message
+from sarai.models.errors import ModelError, ModelUnavailable
+from sarai.models.registry import ModelRegistry
+from sarai.models.resident import EventKind, ResidencyEvent, ResidentKind, ResidentState
+from sarai.models.settings import ModelsSettings, ResidencySettings, Tier, TierSettings
 
 HELLO = [Message("system", "You are a helpful assistant."), Message("user", "Say hello.")]
 
@@ -244,7 +244,7 @@ def _load_voice_parts(reg: ModelRegistry, models_dir: Path) -> dict[str, object]
     """Whisper tiny.en loaded for real under `track`, the Piper voice registered by size."""
     from faster_whisper import WhisperModel
 
-    from models import starter
+    from sarai.models import starter
 
     held: dict[str, object] = {}
     with reg.residency.track("asr:whisper-tiny-en", "Whisper tiny.en", ResidentKind.ASR):

@@ -1,6 +1,6 @@
 """Every step of the fallback ladder, with real starter models behind the tiers.
 
-A turn goes through daemon.turn.Assistant with a real ModelRegistry (llama.cpp on the starter
+A turn goes through sarai.daemon.conversation.turn.Assistant with a real ModelRegistry (llama.cpp on the starter
 GGUFs); tiers are made unable to serve the way they are in life — the model file is missing
 and no starter stands in, or the RAM budget is too small — and the turn must land on the next
 tier with a reason that says so.
@@ -12,19 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from audio.asr import Transcriber
-from audio.settings import AsrSettings
-from audio.vad import Utterance
-from daemon.config import load_config
-from daemon.memory import Conversation
-from daemon.turn import Assistant
-from models.registry import ModelRegistry
-from models.settings import ModelsSettings, ResidencySettings, Tier
-from routing.availability import from_registry, media_from_registry
-from routing.fallback import LADDER, candidates
-from routing.router import Router
-from routing.settings import RoutingSettings
-from routing.spoken import over_background, speak
+from sarai.audio.asr import Transcriber
+from sarai.audio.settings import AsrSettings
+from sarai.audio.vad import Utterance
+from sarai.daemon.config import load_config
+from sarai.daemon.conversation.memory import Conversation
+from sarai.daemon.conversation.turn import Assistant
+from sarai.models.registry import ModelRegistry
+from sarai.models.settings import ModelsSettings, ResidencySettings, Tier
+from sarai.routing.availability import from_registry, media_from_registry
+from sarai.routing.fallback import LADDER, candidates
+from sarai.routing.router import Router
+from sarai.routing.settings import RoutingSettings
+from sarai.routing.spoken import over_background, speak
 
 COMPLEX = "Please explain step by step how a refrigerator keeps food cold."
 SOCIAL = "Hi! How are you doing today?"

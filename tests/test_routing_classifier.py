@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.settings import Tier
-from routing import classifier, dataset
-from routing.classifier import TextScorer, load_or_train
-from routing.dataset import Split
-from routing.errors import DatasetError
+from sarai.models.settings import Tier
+from sarai.routing import classifier, dataset
+from sarai.routing.classifier import TextScorer, load_or_train
+from sarai.routing.dataset import Split
+from sarai.routing.errors import DatasetError
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 
-from audio.pcm import write_wav
+from sarai.audio.pcm import write_wav
 from conftest import REPO
-from routing.spoken import over_background, speak
+from sarai.routing.spoken import over_background, speak
 
 
 def lines(out: str) -> list[dict]:

@@ -8,11 +8,11 @@ import pytest
 from PIL import Image
 
 from conftest import REPO
-from models.settings import Tier
-from routing.errors import RoutingError, UnsupportedAttachment
-from routing.router import Action, Attachment, Router, Rule, TurnSignals
-from routing.settings import RoutingSettings, TierPreferences
-from routing.spoken import over_background, speak
+from sarai.models.settings import Tier
+from sarai.routing.errors import RoutingError, UnsupportedAttachment
+from sarai.routing.router import Action, Attachment, Router, Rule, TurnSignals
+from sarai.routing.settings import RoutingSettings, TierPreferences
+from sarai.routing.spoken import over_background, speak
 
 ALL = (Tier.OMNI_QUALITY, Tier.EXPERT, Tier.OMNI_FAST, Tier.TINY)
 
@@ -256,7 +256,7 @@ def test_decision_reports_latency_and_scores(router):
 
 
 def test_audio_analysis_rejects_what_it_cannot_measure(router):
-    from audio.errors import AudioError
+    from sarai.audio.errors import AudioError
 
     with pytest.raises(AudioError, match="at least 30 ms"):
         router.audio_features(np.zeros(100, np.int16))

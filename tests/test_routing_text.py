@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from routing.text import PhraseSet, is_noise_only, ngrams, normalise, strip_annotations
+from sarai.routing.text import PhraseSet, is_noise_only, ngrams, normalise, strip_annotations
 
 
 def test_normalise_folds_case_accents_and_punctuation_but_keeps_enye():

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from models.settings import Tier
-from routing.router import Router
-from routing.settings import RoutingSettings
-from routing.spoken import over_background, speak
+from sarai.models.settings import Tier
+from sarai.routing.router import Router
+from sarai.routing.settings import RoutingSettings
+from sarai.routing.spoken import over_background, speak
 
 
 @pytest.fixture(scope="module")

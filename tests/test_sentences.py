@@ -1,6 +1,6 @@
 """The token stream is cut into sentences as soon as each one is complete."""
 
-from audio.sentences import SentenceSplitter, sentences
+from sarai.audio.sentences import SentenceSplitter, sentences
 
 
 def test_sentence_is_emitted_when_the_next_one_starts():

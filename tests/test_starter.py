@@ -9,8 +9,8 @@ import zipfile
 
 import pytest
 
-from models import starter
-from models.errors import ModelError
+from sarai.models import starter
+from sarai.models.errors import ModelError
 
 
 def make_wheel(folder, dist, files):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from daemon.service import DESKTOP_NAME, UNIT_NAME, render_desktop, render_unit, sarai_command
+from sarai.daemon.service.unit import DESKTOP_NAME, UNIT_NAME, render_desktop, render_unit, sarai_command
 
 UNIT = REPO / "systemd" / UNIT_NAME
 DESKTOP = REPO / "systemd" / DESKTOP_NAME
@@ -82,7 +82,7 @@ def test_autostart_entry_is_valid_and_starts_the_tray(tmp_path):
 
 
 def sarai(env, *args):
-    return subprocess.run([sys.executable, "-m", "daemon.cli", *args], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, "-m", "sarai.daemon.cli", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
 
 

@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from daemon.events import ListenMode, State
-from daemon.tray import candidates, to_pystray
-from daemon.tray_icon import COLORS, DISC_CENTER, MARK_DARK, MARK_LIT, PIN, TierMark, mark_box
-from daemon.tray_icon import render_icon as render
-from daemon.tray_menu import Commands, TrayModel, TrayView, build_menu
+from sarai.daemon.events import ListenMode, State
+from sarai.daemon.tray.app import candidates, to_pystray
+from sarai.daemon.tray.icon import COLORS, DISC_CENTER, MARK_DARK, MARK_LIT, PIN, TierMark, mark_box
+from sarai.daemon.tray.icon import render_icon as render
+from sarai.daemon.tray.menu import Commands, TrayModel, TrayView, build_menu
 
 MARKS = (TierMark("omni_fast", True, True), TierMark("omni_quality", True),
          TierMark("expert", False), TierMark("tiny", False))
@@ -135,7 +135,7 @@ def test_menu_has_modes_push_tiers_log_and_quit():
 
 
 def test_tier_entries_show_residency_and_offer_load_unload_pin():
-    from daemon.tray_menu import TierInfo
+    from sarai.daemon.tray.menu import TierInfo
 
     rec = Recorder()
     tiers = (TierInfo("omni_fast", "SmolLM2", True, True, True),
@@ -188,7 +188,7 @@ def test_entries_become_a_pystray_menu(monkeypatch):
         monkeypatch.delitem(sys.modules, mod)
     import pystray
 
-    from daemon.tray_menu import TierInfo
+    from sarai.daemon.tray.menu import TierInfo
 
     rec = Recorder()
     tiers = (TierInfo("omni_fast", "SmolLM2", True, True),)

@@ -19,9 +19,9 @@ from daemon_harness import start_daemon, stop_daemon
 from PIL import Image
 
 from conftest import REPO
-from daemon.control import ControlError
-from daemon.events import State
-from daemon.tray_icon import COLORS, MARK_LIT
+from sarai.daemon.control.wire import ControlError
+from sarai.daemon.events import State
+from sarai.daemon.tray.icon import COLORS, MARK_LIT
 
 TOOLS = ("Xvfb", "trayer", "import", "xdotool", "dbus-run-session")
 pytestmark = pytest.mark.skipif(
@@ -84,7 +84,7 @@ def setup(sarai_env, pulse, tmp_path):
     env.pop("DBUS_SESSION_BUS_ADDRESS", None)
     with tray_log.open("w") as log:
         tray = subprocess.Popen(
-            ["dbus-run-session", "--", sys.executable, "-m", "daemon.cli", "tray"],
+            ["dbus-run-session", "--", sys.executable, "-m", "sarai.daemon.cli", "tray"],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         yield screen, daemon, tray, tray_log
@@ -167,7 +167,7 @@ def test_without_a_session_bus_the_tray_degrades_to_an_icon(sarai_env, tmp_path)
     env.pop("DBUS_SESSION_BUS_ADDRESS", None)
     try:
         with log.open("w") as out:
-            tray = subprocess.Popen([sys.executable, "-m", "daemon.cli", "tray"], cwd=REPO,
+            tray = subprocess.Popen([sys.executable, "-m", "sarai.daemon.cli", "tray"], cwd=REPO,
                                     env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
             wait_for(lambda: "tray icon shown" in log.read_text(), 60, "the tray icon")
@@ -185,7 +185,7 @@ def test_without_a_session_bus_the_tray_degrades_to_an_icon(sarai_env, tmp_path)
 
 def test_no_display_is_one_clear_sentence(sarai_env):
     env = {k: v for k, v in sarai_env.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
-    p = subprocess.run([sys.executable, "-m", "daemon.cli", "tray"], cwd=REPO, env=env,
+    p = subprocess.run([sys.executable, "-m", "sarai.daemon.cli", "tray"], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 1
     assert p.stderr.strip() == ("sarai: error: no graphical session to show a tray icon in "

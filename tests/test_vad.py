@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from audio.pcm import SAMPLE_RATE, read_audio
-from audio.settings import VadSettings
-from audio.vad import UtteranceSegmenter, split_utterances
+from sarai.audio.pcm import SAMPLE_RATE, read_audio
+from sarai.audio.settings import VadSettings
+from sarai.audio.vad import UtteranceSegmenter, split_utterances
 
 
 def test_three_sentences_with_pauses_are_three_utterances(make_speech):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from recordings import MUSIC, PROMPTS
 
-from audio.pcm import SAMPLE_RATE, read_audio
-from audio.settings import VadSettings
-from audio.vad import Utterance, split_utterances
+from sarai.audio.pcm import SAMPLE_RATE, read_audio
+from sarai.audio.settings import VadSettings
+from sarai.audio.vad import Utterance, split_utterances
 
 # Multi-sentence prompts that exist in both languages, 5-18 s long, each with pauses of
 # 0.26-0.48 s between its sentences: one turn each, never cut at those pauses.

@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 from recordings import PROMPTS
 
-from audio.errors import AudioError
-from audio.pcm import read_audio
+from sarai.audio.errors import AudioError
+from sarai.audio.pcm import read_audio
 from conftest import StreamSpy, wait_until
-from daemon.app import Context, build_assistant
-from daemon.config import load_config
-from daemon.events import Event, EventKind, ListenMode, State
-from daemon.paths import Paths
-from daemon.voice_loop import VoiceLoop
+from sarai.daemon.app import Context, build_assistant
+from sarai.daemon.config import load_config
+from sarai.daemon.events import Event, EventKind, ListenMode, State
+from sarai.daemon.paths import Paths
+from sarai.daemon.conversation.voice_loop import VoiceLoop
 
 
 class Harness:

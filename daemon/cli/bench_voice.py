@@ -1,0 +1,256 @@
+"""`sarai bench voice`: end of speech → first audio, through the real audio path.
+
+Spoken utterances are played into a PulseAudio "room" while the voice loop (the same code as
+`sarai run`) listens; each turn's first audio is measured from the moment speech ended until
+its first sound was handed to the speaker. In the same run, a sequential baseline handles the
+same utterances one stage after another, as a pipeline without the voice loop's latency work
+would: wait for the end-of-speech silence, transcribe on Whisper's own 30 s window, generate
+the whole reply, synthesise all of it. Barge-in is timed from the capture time of the first
+voiced frame of the interruption to when the speaker went silent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from sarai.audio.pcm import read_audio
+from sarai.audio.pulse import PulseRoom
+from sarai.audio.vad import split_utterances
+from sarai.daemon.app import Context, build_assistant
+from sarai.daemon.cli.bench_cmd import percentiles, save_result
+from sarai.daemon.events import Event, EventKind, State
+from sarai.daemon.conversation.turn import Assistant, ms_since
+from sarai.daemon.conversation.voice_loop import VoiceLoop
+from sarai.models.backend import Message
+from sarai.routing.router import TurnSignals
+
+BUILT_IN = (
+    "Hello, how are you today?",
+    "What is your name?",
+    "Good morning, I feel a bit tired.",
+    "Can you tell me a joke?",
+    "Thank you, that was kind.",
+    "What should I cook for dinner?",
+    "Is it going to rain tomorrow?",
+    "I am happy to talk to you.",
+)
+BARGE_QUESTION = "Tell me a very long story about a dragon who lived in the mountains."
+BARGE_WORDS = "Stop, please stop."
+GOALS = {"first_audio_p50_ms": 1000, "speedup": 2.5, "barge_in_stop_p90_ms": 200,
+         "idle_cpu_percent": 2.0}
+
+
+def register(bsub: argparse._SubParsersAction) -> None:
+    p = bsub.add_parser(
+        "voice",
+        help="end of speech → first audio through the real audio path, vs. a sequential baseline",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--input-dir", type=Path, metavar="DIR",
+                   help="use these WAV recordings (one utterance each) instead of the built-in set")
+    p.add_argument("--barge-in-trials", type=int, default=3, metavar="N")
+    p.add_argument("--idle-s", type=float, default=10.0, metavar="S",
+                   help="seconds of silence over which idle CPU is measured")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_bench)
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _built_in(folder: Path) -> list[Path]:
+    out = []
+    for i, text in enumerate(BUILT_IN):
+        wav = folder / f"utt{i}.wav"
+        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), text], check=True)
+        out.append(wav)
+    return out
+
+
+class _Listener:
+    """Runs the voice loop and hands its events to the benchmark."""
+
+    def __init__(self, ctx: Context, assistant: Assistant) -> None:
+        self.events: queue.Queue[Event] = queue.Queue()
+        self.loop = VoiceLoop(ctx.config.audio, assistant, self.events.put,
+                              listen=ctx.config.listen)
+
+    def turn(self, timeout: float = 120) -> dict | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                ev = self.events.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if ev.kind is EventKind.TURN:
+                return ev.data
+        return None
+
+    def settle(self, timeout: float = 30) -> None:
+        """Wait until the loop is listening again and its own echo has died away."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and (
+            self.loop.state is not State.LISTENING or self.loop.speaker.playing
+            or not self.loop.mic_live
+        ):
+            time.sleep(0.05)
+        time.sleep(0.8)
+
+
+def _idle_cpu(seconds: float) -> float:
+    proc = psutil.Process()
+    before, t = proc.cpu_times(), time.perf_counter()
+    time.sleep(seconds)
+    after, wall = proc.cpu_times(), time.perf_counter() - t
+    used = (after.user - before.user) + (after.system - before.system)
+    return round(100 * used / wall, 2)
+
+
+def _baseline(assistant: Assistant, wav: Path, ctx: Context) -> dict | None:
+    """One recording handled one stage after another, with none of the voice loop's latency
+    work: wait out the end-of-turn silence, transcribe on Whisper's own 30 s window, write
+    the whole reply, synthesise all of it. Returns the stage times and the total (ms from
+    end of speech to the moment the first audio could play)."""
+    utts = split_utterances(read_audio(wav).samples, ctx.config.audio.vad)
+    if not utts:
+        return None
+    utt = utts[0]
+    stages = {"silence": float(ctx.config.audio.vad.end_silence_ms)}
+    t = time.perf_counter()
+    tr = assistant.transcriber.transcribe(utt.samples, fit_window=False)
+    stages["asr"] = ms_since(t)
+    t = time.perf_counter()
+    tier = assistant.router.decide(TurnSignals(tr.text, audio_s=utt.duration_s)).tier
+    backend = assistant.registry.backend(tier)
+    ts = assistant.registry.settings(tier)
+    messages = [Message("system", ctx.config.assistant.system_prompt), Message("user", tr.text)]
+    reply = "".join(backend.stream(messages, max_tokens=ts.max_tokens,
+                                   temperature=ts.temperature))
+    stages["reply"] = ms_since(t)
+    if not reply.strip():
+        return None
+    t = time.perf_counter()
+    assistant.voices.voice(tr.language).synthesize(reply)
+    stages["tts"] = ms_since(t)
+    return {"first_audio_ms": round(sum(stages.values()), 1), "stages_ms": stages}
+
+
+def _bench(args: argparse.Namespace, ctx: Context) -> int:
+    room = PulseRoom.create()
+    room.use_in_this_process()
+    try:
+        return _run(args, ctx, room)
+    finally:
+        room.close()
+
+
+def _run(args: argparse.Namespace, ctx: Context, room: PulseRoom) -> int:
+    with tempfile.TemporaryDirectory(prefix="sarai-bench-") as tmp:
+        wavs = sorted(args.input_dir.glob("*.wav")) if args.input_dir else _built_in(Path(tmp))
+        if not wavs:
+            _say(f"sarai: error: no .wav files in {args.input_dir}")
+            return 1
+        barge = _built_in_one(Path(tmp), "barge", BARGE_WORDS)
+        _say(f"Loading models and the voice loop ({len(wavs)} utterances)…")
+        assistant = build_assistant(ctx, hear=True, speak=True)
+        assistant.registry.preload_pinned()
+        listener = _Listener(ctx, assistant)
+        listener.loop.start()
+        try:
+            listener.settle()
+            _say(f"Measuring idle CPU for {args.idle_s:g} s…")
+            idle = _idle_cpu(args.idle_s)
+            turns = []
+            for i, wav in enumerate(wavs, 1):
+                room.play(wav).wait(60)
+                rec = listener.turn()
+                fa = rec["timings"].get("first_audio") if rec else None
+                turns.append({"input": wav.name, "transcript": rec and rec["transcript"],
+                              "tier": rec and rec["tier"], "first_audio_ms": fa,
+                              "timings": rec and rec["timings"]})
+                _say(f"  [{i}/{len(wavs)}] first audio {fa} ms — {rec and rec['transcript']!r}")
+                listener.settle()
+            barge_ms = _barge_in_trials(args.barge_in_trials, listener, room, barge)
+        finally:
+            listener.loop.stop()
+        _say("Sequential baseline on the same recordings…")
+        for turn, wav in zip(turns, wavs, strict=True):
+            base = _baseline(assistant, wav, ctx)
+            turn["baseline_first_audio_ms"] = base and base["first_audio_ms"]
+            turn["baseline_stages_ms"] = base and base["stages_ms"]
+        assistant.registry.close()
+    fa = [t["first_audio_ms"] for t in turns if t["first_audio_ms"] is not None]
+    base = [t["baseline_first_audio_ms"] for t in turns if t["baseline_first_audio_ms"]]
+    result = {
+        "turns": turns,
+        "first_audio_ms": percentiles(fa, 50, 90),
+        "baseline_first_audio_ms": percentiles(base, 50, 90),
+        "speedup": None,
+        "barge_in_stop_ms": percentiles(barge_ms, 50, 90),
+        "idle_cpu_percent": idle,
+        "heard": f"{len(fa)}/{len(turns)}",
+        "cpu_count": psutil.cpu_count(),
+        "goals": GOALS,
+    }
+    if result["first_audio_ms"]["p50"] and result["baseline_first_audio_ms"]["p50"]:
+        result["speedup"] = round(
+            result["baseline_first_audio_ms"]["p50"] / result["first_audio_ms"]["p50"], 2)
+    path = save_result(ctx.paths.bench_dir, "voice", result)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        _print(result, path)
+    return 0
+
+
+def _built_in_one(folder: Path, name: str, text: str) -> Path:
+    wav = folder / f"{name}.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), text], check=True)
+    return wav
+
+
+def _barge_in_trials(n: int, listener: _Listener, room: PulseRoom, words: Path) -> list[float]:
+    out: list[float] = []
+    for i in range(n):
+        asker = threading.Thread(target=listener.loop.ask, args=(BARGE_QUESTION,), daemon=True)
+        asker.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not listener.loop.speaker.playing:
+            time.sleep(0.02)
+        time.sleep(0.5)
+        room.play(words).wait(30)
+        rec = listener.turn()  # the interrupted answer
+        asker.join(60)
+        stop = rec and rec["timings"].get("barge_in_stop")
+        if stop is not None:
+            out.append(stop)
+        _say(f"  barge-in {i + 1}/{n}: playback stopped {stop} ms after speech began")
+        listener.turn(timeout=60)  # the interruption is answered as a turn of its own
+        listener.settle()
+    return out
+
+
+def _print(r: dict, path: Path) -> None:
+    def fmt(d: dict) -> str:
+        return f"p50 {d['p50']} ms, p90 {d['p90']} ms"
+
+    print(f"end of speech → first audio:  {fmt(r['first_audio_ms'])}  (goal p50 ≤ 1000 ms)")
+    print(f"sequential baseline:          {fmt(r['baseline_first_audio_ms'])}"
+          "  (end silence, 30 s-window ASR, whole reply, whole speech)")
+    print(f"speedup (p50):                {r['speedup']}×  (goal ≥ 2.5×)")
+    print(f"barge-in stop:                {fmt(r['barge_in_stop_ms'])}  (goal ≤ 200 ms)")
+    print(f"idle CPU while listening:     {r['idle_cpu_percent']} % of one core  (goal ≤ 2 %)")
+    print(f"turns heard:                  {r['heard']}")
+    print(f"saved: {path}")

@@ -1,0 +1,95 @@
+"""What SARAi remembers of the conversation: recent exchanges within a token budget."""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+
+from sarai.models.backend import Message
+
+# "Forget that" in English and Spanish; the whole utterance must be the request, so that
+# "don't forget that milk" is still a question.
+_FORGET = re.compile(
+    r"^\W*(?:(?:please|por favor)\W+)?(?:sarai\W+)?"
+    r"(?:forget (?:that|this|it|everything|all that)|"
+    r"olvida(?:lo)?(?: (?:eso|esto|todo))?|olvídalo(?: todo)?)\W*(?:(?:please|por favor)\W*)?$",
+    re.IGNORECASE,
+)
+
+
+# Whisper often mishears the short last word of a two-word command ("forget that" →
+# "forget out"), so a short utterance close enough to one of these counts too.
+_FORGET_PHRASES = ("forget that", "forget it", "forget this", "olvida eso", "olvida esto")
+_POLITE = {"please", "por", "favor", "sarai"}
+
+
+def is_forget_request(text: str) -> bool:
+    if _FORGET.match(text.strip()):
+        return True
+    words = [w for w in re.findall(r"\w+", text.lower()) if w not in _POLITE]
+    if not 1 < len(words) <= 3:
+        return False
+    said = " ".join(words)
+    return any(SequenceMatcher(None, said, p).ratio() >= 0.8 for p in _FORGET_PHRASES)
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters a token for English and Spanish; no tokenizer on the hot path."""
+    return len(text) // 4 + 1
+
+
+@dataclass(frozen=True)
+class Exchange:
+    user: Message
+    assistant: Message
+    interrupted: bool = False
+
+    @property
+    def tokens(self) -> int:
+        return estimate_tokens(self.user.content) + estimate_tokens(self.assistant.content)
+
+
+class Conversation:
+    """Recent exchanges, oldest dropped first once `max_turns` or `max_tokens` is exceeded."""
+
+    def __init__(self, max_turns: int, max_tokens: int) -> None:
+        self._max_turns = max_turns
+        self._max_tokens = max_tokens
+        self._items: deque[Exchange] = deque()
+
+    def add(self, user: str, reply: str, *, interrupted: bool = False) -> None:
+        if self._max_turns == 0 or not reply:
+            return
+        # An interrupted reply is kept as far as it got, and marked, so the model knows the
+        # user cut it short.
+        text = reply + (" […]" if interrupted else "")
+        self._items.append(Exchange(Message("user", user), Message("assistant", text), interrupted))
+        while len(self._items) > self._max_turns or (
+            len(self._items) > 1 and self.tokens > self._max_tokens
+        ):
+            self._items.popleft()
+
+    @property
+    def tokens(self) -> int:
+        return sum(e.tokens for e in self._items)
+
+    def messages(self) -> list[Message]:
+        out: list[Message] = []
+        for e in self._items:
+            out += [e.user, e.assistant]
+        return out
+
+    def messages_after(self, user: str, reply: str, *, interrupted: bool = False) -> list[Message]:
+        """The messages as they will be once this exchange is added; nothing changes now."""
+        trial = Conversation(self._max_turns, self._max_tokens)
+        trial._items = deque(self._items)
+        trial.add(user, reply, interrupted=interrupted)
+        return trial.messages()
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
