@@ -19,7 +19,8 @@ def test_sigterm_mid_answer_exits_cleanly_and_unloads(sarai_env, pulse):
         d.wait_for(lambda: d.notes.count("WATCHDOG=1") >= 3, 20, "watchdog pings")
         # Under the journal: a syslog priority, no timestamp of our own.
         lines = [x for x in d.stderr if x.startswith("<")]
-        assert any(re.match(r"<6>daemon\.control: control socket listening", x) for x in lines)
+        assert any(re.match(r"<6>sarai\.daemon\.control\.server: control socket listening", x)
+                   for x in lines)
         assert not any(re.match(r"\d{4}-\d\d-\d\d", x) for x in d.stderr)
 
         outcome: dict = {}
@@ -52,7 +53,7 @@ def test_sigint_and_quit_stop_the_daemon_too(sarai_env, pulse):
         assert d.call("quit")["stopping"] is True
         assert d.proc.wait(30) == 0
         assert "shutting down (quit requested over the control socket)" in d.log
-        assert re.search(r"^\d{4}-\d\d-\d\d .* INFO daemon\.supervisor: ready", d.log, re.M)
+        assert re.search(r"^\d{4}-\d\d-\d\d .* INFO sarai\.daemon\.service\.supervisor: ready", d.log, re.M)
     finally:
         stop_daemon(d)
     d = start_daemon({**sarai_env, **pulse.env})

@@ -187,7 +187,7 @@ def _tray(args: argparse.Namespace, ctx: None) -> int:  # noqa: ARG001
 
 
 def _service(args: argparse.Namespace, ctx: None) -> int:  # noqa: ARG001
-    from sarai.daemon import service
+    from sarai.daemon.service import unit as service
 
     paths = service.ServicePaths.from_env()
     if args.action == "install":
