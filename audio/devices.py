@@ -4,114 +4,16 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
 from sarai.audio.errors import AudioError
-from sarai.audio.pcm import SAMPLE_RATE, resample, write_wav
+from sarai.audio.pcm import SAMPLE_RATE, resample
+from sarai.audio.playback import PlaybackQueue, PlaybackSession
 
 log = logging.getLogger(__name__)
-
-
-class AudioSink(Protocol):
-    """Something SARAi speaks into."""
-
-    def play(self, samples: np.ndarray, sample_rate: int) -> None:
-        """Queue int16 mono audio; returns without waiting for it to be heard."""
-
-    def drain(self) -> None:
-        """Wait until everything queued has been played or stored."""
-
-    def close(self) -> None: ...
-
-
-class WavSink:
-    """Collects everything spoken and writes one WAV file on close."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._parts: list[np.ndarray] = []
-        self._rate: int | None = None
-
-    def play(self, samples: np.ndarray, sample_rate: int) -> None:
-        if self._rate is None:
-            self._rate = sample_rate
-        self._parts.append(resample(samples, sample_rate, self._rate))
-
-    def gap(self, seconds: float) -> None:
-        """Silence between answers to different utterances."""
-        if self._rate is not None:
-            self._parts.append(np.zeros(int(self._rate * seconds), dtype=np.int16))
-
-    def drain(self) -> None:
-        pass
-
-    @property
-    def samples(self) -> np.ndarray:
-        return np.concatenate(self._parts) if self._parts else np.zeros(0, np.int16)
-
-    def close(self) -> None:
-        write_wav(self.path, self.samples, self._rate or SAMPLE_RATE)
-
-
-class HeldSink:
-    """Holds audio back until `release()`, then passes it on; `discard()` drops it.
-
-    Used for speculative turns: work starts at a short pause, but nothing is heard unless
-    the pause turns out to be the end of the turn. A sink nobody decides about within
-    `expire_s` (say, listening was muted meanwhile) discards itself when drained.
-    """
-
-    def __init__(self, sink: AudioSink, expire_s: float | None = None) -> None:
-        self._sink = sink
-        self._held: list[tuple[np.ndarray, int]] = []
-        self._lock = threading.Lock()
-        self._decided = threading.Event()
-        self._released = False
-        self._deadline = None if expire_s is None else time.perf_counter() + expire_s
-        # When the first audio reached the real sink (perf_counter): "first audio out".
-        self.first_out_at: float | None = None
-
-    def play(self, samples: np.ndarray, sample_rate: int) -> None:
-        with self._lock:
-            if not self._released:
-                if not self._decided.is_set():
-                    self._held.append((samples, sample_rate))
-                return
-            if self.first_out_at is None:
-                self.first_out_at = time.perf_counter()
-        self._sink.play(samples, sample_rate)
-
-    def release(self) -> None:
-        with self._lock:
-            self._released = True
-            held, self._held = self._held, []
-            self._decided.set()
-            if held:
-                self.first_out_at = time.perf_counter()
-        for samples, rate in held:
-            self._sink.play(samples, rate)
-
-    def discard(self) -> None:
-        with self._lock:
-            self._held.clear()
-            self._decided.set()
-
-    def drain(self) -> None:
-        wait = None if self._deadline is None else max(0.0, self._deadline - time.perf_counter())
-        if not self._decided.wait(wait):
-            self.discard()
-        if self._released:
-            self._sink.drain()
-
-    def close(self) -> None:
-        pass
 
 
 def _sounddevice():
@@ -132,15 +34,15 @@ def _check_device(sd, device: str | int | None, kind: str) -> None:
 
 
 class SpeakerSink:
-    """Plays audio on an output device, in order, from a stream that never stops.
+    """Plays answers on an output device from a stream that never stops.
 
-    PortAudio's callback takes queued samples as the device asks for them and plays silence
-    when there are none, so the device never underruns or suspends between sentences (a
-    suspended PulseAudio sink can take over a second to wake, which would delay the first
-    words of every answer). `on_played(samples, rate)` sees every block as it is handed to
-    the device (the echo reference); `pause()` goes silent from the next block and `resume()`
-    goes on where it paused (a possible barge-in, not yet confirmed); `stop()` drops what is
-    queued. `stopped_at` tells when the last sound left the speaker after a pause or stop.
+    PortAudio's callback pulls blocks from a `PlaybackQueue` as the device asks for them and
+    plays silence when there is nothing, so the device never underruns or suspends between
+    sentences (a suspended PulseAudio sink can take over a second to wake, which would delay
+    the first words of every answer). Each block is stamped with when it will really be heard,
+    from PortAudio's output DAC time where the host API reports it (else the stream latency).
+    `on_played(samples, rate, heard_at)` sees every block as it is handed to the device (the
+    echo reference).
     """
 
     RATE = 22050  # the Piper and espeak-ng voices' rate; other rates are resampled
@@ -153,30 +55,23 @@ class SpeakerSink:
     def __init__(
         self,
         device: str | int | None = None,
-        on_played: Callable[[np.ndarray, int], None] | None = None,
+        on_played: Callable[[np.ndarray, int, float], None] | None = None,
     ) -> None:
         self._sd = _sounddevice()
         _check_device(self._sd, device, "output")
         self._device = device
         self._on_played = on_played
-        self._rate = self.RATE
-        self._lock = threading.Lock()
-        self._chunks: deque[np.ndarray] = deque()
-        self._offset = 0  # samples of the first chunk already handed to the device
-        self._paused = False
-        self._idle = threading.Event()
-        self._idle.set()
+        self.queue = PlaybackQueue(self.RATE)
         self._last_out = 0.0  # when the device was last handed sound (perf_counter)
-        self.stopped_at: float | None = None
-        self.underflows = 0
+        self.device_time = False  # the host API reports DAC times
         self._stream = None
         self._open()
 
     def _open(self) -> None:
         try:
             stream = self._sd.OutputStream(
-                samplerate=self._rate, channels=1, dtype="int16", device=self._device,
-                blocksize=int(self._rate * self.BLOCK_S), latency=self.LATENCY_S,
+                samplerate=self.RATE, channels=1, dtype="int16", device=self._device,
+                blocksize=int(self.RATE * self.BLOCK_S), latency=self.LATENCY_S,
                 callback=self._callback,
             )
             stream.start()
@@ -191,21 +86,24 @@ class SpeakerSink:
 
     @property
     def playing(self) -> bool:
-        return not self._idle.is_set()
+        return self.queue.playing
 
-    def play(self, samples: np.ndarray, sample_rate: int) -> None:
-        data = resample(samples, sample_rate, self._rate).astype(np.int16, copy=False)
-        if not len(data):
-            return
-        if self._stream is None or not self._stream.active:
+    @property
+    def stopped_at(self) -> float | None:
+        return self.queue.stopped_at
+
+    @property
+    def alive(self) -> bool:
+        return self._stream is not None and bool(self._stream.active)
+
+    def session(self, on_first_audio=None, on_done=None) -> PlaybackSession:
+        """A sink for one answer (see audio.playback)."""
+        if not self.alive:
             try:  # the device went away (server restarted, unplugged): open it again
                 self._reopen()
             except AudioError as exc:
                 log.error("playback failed: %s", exc)
-                return
-        with self._lock:
-            self._chunks.append(data)
-            self._idle.clear()
+        return self.queue.session(on_first_audio, on_done)
 
     def _reopen(self) -> None:
         old, self._stream = self._stream, None
@@ -218,40 +116,32 @@ class SpeakerSink:
 
     def pause(self) -> None:
         """Go silent from the next block, keeping the rest for `resume()`."""
-        with self._lock:
-            if not self._paused:
-                self._paused = True
-                now = time.perf_counter()
-                # What the device was already handed still plays out.
-                self.stopped_at = now + self._latency if self.playing else now
+        self.queue.pause(time.perf_counter())
 
     def resume(self) -> None:
-        with self._lock:
-            self._paused = False
+        self.queue.resume()
 
     def stop(self) -> None:
-        """Drop whatever is queued or playing (barge-in)."""
-        with self._lock:
-            if not self._paused:
-                now = time.perf_counter()
-                self.stopped_at = now + self._latency if self.playing else now
-            self._paused = False
-            self._chunks.clear()
-            self._offset = 0
-            self._idle.set()
+        """Drop whatever is queued or playing, and any audio still on its way (barge-in)."""
+        self.queue.stop(time.perf_counter())
 
-    def drain(self) -> None:
-        """Wait until everything queued has been heard (handed over and played out)."""
-        while not self._idle.wait(0.5):
-            if self._stream is None or not self._stream.active:
+    def drain(self, timeout: float | None = None) -> None:
+        """Wait until everything queued has been heard."""
+        deadline = None if timeout is None else time.perf_counter() + timeout
+        while self.queue.playing:
+            if not self.alive:
                 log.error("playback failed: the output device stopped")
                 self.stop()
+                return
+            if deadline is not None and time.perf_counter() > deadline:
+                return
+            time.sleep(0.02)
         left = self._last_out + self._latency + self.BLOCK_S - time.perf_counter()
         if left > 0:
             time.sleep(left)
 
     def close(self) -> None:
-        self.drain()
+        self.drain(timeout=5)
         stream, self._stream = self._stream, None
         if stream is not None:
             try:
@@ -260,36 +150,27 @@ class SpeakerSink:
             except self._sd.PortAudioError as exc:  # already gone with its device
                 log.debug("closing the speaker: %s", exc)
 
+    def _heard_at(self, time_info) -> float:
+        now = time.perf_counter()
+        dac, current = time_info.outputBufferDacTime, time_info.currentTime
+        if dac > 0 and current > 0 and 0 <= dac - current < 2.0:
+            self.device_time = True
+            return now + (dac - current)
+        return now + self._latency
+
     def _callback(self, outdata, frames, time_info, status) -> None:  # noqa: ARG002
-        if not self._chunks and self._last_out < time.perf_counter() - self.ECHO_TAIL_S:
+        if not self.queue.playing and self._last_out < time.perf_counter() - self.ECHO_TAIL_S:
             outdata.fill(0)  # idle: the cheapest path, it runs fifty times a second
             return
-        if status.output_underflow:
-            self.underflows += 1
         out = outdata[:, 0]
-        n = 0
-        with self._lock:
-            if not self._paused:
-                while n < frames and self._chunks:
-                    chunk = self._chunks[0]
-                    take = min(frames - n, len(chunk) - self._offset)
-                    out[n : n + take] = chunk[self._offset : self._offset + take]
-                    n += take
-                    self._offset += take
-                    if self._offset >= len(chunk):
-                        self._chunks.popleft()
-                        self._offset = 0
-                if not self._chunks:
-                    self._idle.set()
-        out[n:] = 0
-        now = time.perf_counter()
-        if n:
-            self._last_out = now
+        heard_at = self._heard_at(time_info)
+        if self.queue.pull(out, heard_at):
+            self._last_out = time.perf_counter()
         # The echo reference gets the silences too (pauses, gaps between sentences) while an
         # echo may still be about, so the recent reference stays one continuous signal.
-        if self._on_played is not None and now - self._last_out < self.ECHO_TAIL_S:
+        if self._on_played is not None:
             try:
-                self._on_played(out.copy(), self._rate)
+                self._on_played(out.copy(), self.RATE, heard_at)
             except Exception:  # the echo reference must never break playback
                 log.exception("echo reference failed")
 
@@ -314,8 +195,9 @@ class MicSource:
         self._newest = 0  # generation of the newest stream
         self._live = 0  # generation whose blocks are delivered
         self._rate = SAMPLE_RATE
-        self.overflows = 0
+        self.overflows = 0  # blocks lost because the reader fell too far behind
         self.delivered = 0  # blocks the device has handed over (0 until audio flows)
+        self.device_time = False  # the host API reports ADC times
 
     @property
     def block_ms(self) -> int:
@@ -327,17 +209,26 @@ class MicSource:
                 if gen != self._newest:
                     return  # replaced: its last blocks overlap the new stream's
                 self._live = gen  # the new stream delivers: it takes over from here
-            if status.input_overflow:
-                self.overflows += 1
             self.delivered += 1
             try:
-                # The arrival time goes with the block, so a reader that falls behind can
+                # The capture time goes with the block, so a reader that falls behind can
                 # still line it up with what the speaker was playing at that moment.
-                self._queue.put_nowait((indata[:, 0].copy(), time.perf_counter()))
+                self._queue.put_nowait((indata[:, 0].copy(), self._captured_at(frames,
+                                                                               time_info)))
             except queue.Full:
                 self.overflows += 1
 
         return callback
+
+    def _captured_at(self, frames: int, time_info) -> float:
+        """When the block's last sample entered the microphone (perf_counter clock): from
+        PortAudio's ADC time where the host API reports it, else the block's arrival."""
+        now = time.perf_counter()
+        adc, current = time_info.inputBufferAdcTime, time_info.currentTime
+        if adc > 0 and current > 0 and 0 <= current - adc < 2.0:
+            self.device_time = True
+            return now - (current - adc) + frames / self._rate
+        return now
 
     def _open(self, rate: int, block_ms: int, gen: int):
         stream = self._sd.InputStream(

@@ -41,11 +41,12 @@ class EchoGate:
         self._last_played = float("-inf")
         self._lock = threading.Lock()
 
-    def played(self, samples: np.ndarray, sample_rate: int) -> None:
-        """Record a block the speaker was just handed (any rate, int16 mono); silent blocks
-        keep the reference continuous but do not make the gate active."""
+    def played(self, samples: np.ndarray, sample_rate: int, heard_at: float | None = None) -> None:
+        """Record a block the speaker was just handed (any rate, int16 mono), heard from
+        `heard_at` on (default: now); silent blocks keep the reference continuous but do not
+        make the gate active."""
         block = resample(samples, sample_rate, SAMPLE_RATE).astype(np.float32)
-        now = time.perf_counter()
+        now = time.perf_counter() if heard_at is None else heard_at
         with self._lock:
             self._blocks.append((now, block))
             while self._blocks and self._blocks[0][0] < now - self._keep_s:
@@ -57,10 +58,6 @@ class EchoGate:
         """True if an echo of playback may be in audio captured at `at` (default: now)."""
         at = time.perf_counter() if at is None else at
         return at - self._last_played < self._hold_s
-
-    def clear(self) -> None:
-        with self._lock:
-            self._blocks.clear()
 
     def _reference(self, at: float) -> np.ndarray:
         lo = at - self._window_s - self._hold_s

@@ -81,6 +81,7 @@ class UtteranceSegmenter:
         self._position = 0  # frames seen so far
         self._start_frame = 0
         self._last_voiced_at = time.perf_counter()
+        self._frame_at = self._last_voiced_at  # capture time of the frame being judged
         self._pause_frames = (pause_ms // settings.frame_ms) if pause_ms else 0
         self._events: list[SegmentEvent] = []
         self._second_opinion = second_opinion
@@ -98,18 +99,21 @@ class UtteranceSegmenter:
         """Feed int16 mono audio; returns the utterances that closed within it."""
         return [e.utterance for e in self.push_events(samples) if e.kind is SegmentKind.END]
 
-    def push_events(self, samples: np.ndarray) -> list[SegmentEvent]:
-        """Feed int16 mono audio; returns start/pause/resume/end events in order.
+    def push_events(self, samples: np.ndarray, at: float | None = None) -> list[SegmentEvent]:
+        """Feed int16 mono audio whose last sample was captured at `at` (default: now, on
+        the perf_counter clock); returns start/pause/resume/end events in order.
 
         PAUSE comes once per pause, when the silence reaches `pause_ms` (if set), carrying
         the speech so far, so work on it can start before the turn is certainly over.
         """
         if samples.dtype != np.int16:
             raise TypeError("the segmenter takes int16 samples")
+        end_at = time.perf_counter() if at is None else at
         buf = np.concatenate([self._pending, samples]) if len(self._pending) else samples
         n_frames = len(buf) // self._frame_len
         for i in range(n_frames):
             frame = buf[i * self._frame_len : (i + 1) * self._frame_len]
+            self._frame_at = end_at - (len(buf) - (i + 1) * self._frame_len) / self._rate
             utt = self._step(frame, self.is_speech(frame))
             if utt is not None:
                 self._events.append(SegmentEvent(SegmentKind.END, utt))
@@ -153,7 +157,7 @@ class UtteranceSegmenter:
                 self._start_frame = self._position - len(self._recent)
                 self._preroll.clear()
                 self._recent.clear()
-                self._last_voiced_at = time.perf_counter()
+                self._last_voiced_at = self._frame_at
                 self._events.append(SegmentEvent(SegmentKind.START))
             return None
 
@@ -163,7 +167,7 @@ class UtteranceSegmenter:
             if self._pause_frames and self._trailing_silence >= self._pause_frames:
                 self._events.append(SegmentEvent(SegmentKind.RESUME))
             self._trailing_silence = 0
-            self._last_voiced_at = time.perf_counter()
+            self._last_voiced_at = self._frame_at
         else:
             self._trailing_silence += 1
             if self._pause_frames and self._trailing_silence == self._pause_frames:
@@ -189,6 +193,7 @@ class UtteranceSegmenter:
             start_s=self._start_frame * fms / 1000,
             end_s=(self._position - self._trailing_silence) * fms / 1000,
             speech_ratio=self._voiced / len(frames),
+            ended_at=self._frame_at,
             truncated=truncated,
             speech_end_at=self._last_voiced_at,
         )

@@ -9,6 +9,7 @@ from sarai.audio.asr import Transcriber
 from sarai.audio.tts import VoiceBank
 from sarai.daemon.config import Config
 from sarai.daemon.conversation.memory import Conversation
+from sarai.daemon.conversation.speech import SpokenLimits
 from sarai.daemon.paths import Paths
 from sarai.daemon.conversation.turn import Assistant
 from sarai.models import starter
@@ -89,4 +90,5 @@ def build_assistant(ctx: Context, *, hear: bool, speak: bool) -> Assistant:
         voices=voices,
         language="en" if language == "auto" else language,
         filler=cfg.assistant.filler,
+        spoken=SpokenLimits(cfg.assistant.spoken_max_sentences, cfg.assistant.spoken_max_s),
     )

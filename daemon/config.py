@@ -35,6 +35,10 @@ class AssistantSettings(BaseModel):
         default_factory=lambda: {"en": "One moment…", "es": "Un momento…"},
         description="said while a model loads, per language",
     )
+    spoken_max_sentences: int = Field(
+        3, ge=0, description="at most this many sentences of an answer are spoken (0 = all)")
+    spoken_max_s: float = Field(
+        20.0, ge=0, description="…and at most about this many seconds (0 = no limit)")
 
 
 class ListenSettings(BaseModel):

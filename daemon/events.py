@@ -31,7 +31,8 @@ class ListenMode(StrEnum):
 class EventKind(StrEnum):
     STATE = "state"  # data: {"state": State, "message": str | None}
     MODE = "mode"  # data: {"mode": ListenMode}
-    TURN = "turn"  # data: a turn record (TurnRecord.as_dict())
+    PHASE = "phase"  # data: {"turn": id, "phase": TurnPhase, "source": Source}
+    TURN = "turn"  # data: a finished turn's record (TurnRecord.as_dict())
     RESIDENCY = "residency"  # data: {"models": [...]} what is resident now
     LOG = "log"  # data: {"level": str, "message": str}
 
@@ -45,4 +46,5 @@ class Event:
     at: float = field(default_factory=time.time)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"event": self.kind.value, "at": round(self.at, 3), **self.data}
+        # `at` is always the event's own time, epoch seconds, whatever the data holds.
+        return {"event": self.kind.value, **self.data, "at": round(self.at, 3)}

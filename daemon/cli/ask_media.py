@@ -1,11 +1,13 @@
-"""`sarai ask --audio/--image/--video`: attachments for a typed (or empty) question."""
+"""`sarai ask --audio/--image/--video`: attachments for a typed (or empty) question.
+
+They are passed on by path (to the running daemon, or to this process's own conversation)
+and read when the turn runs.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-
-from sarai.models.attachments import Attachment, MediaKind, MediaLimits, load
 
 
 def add_options(p: argparse.ArgumentParser) -> None:
@@ -17,17 +19,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
                    help="a video: sampled frames plus its sound track; repeatable")
 
 
-def load_media(args: argparse.Namespace, limits: MediaLimits | None = None) -> list[Attachment]:
-    """The attachments named on the command line, in the order audio, images, videos."""
-    limits = limits or MediaLimits()
-    out: list[Attachment] = []
-    for kind, paths in ((MediaKind.AUDIO, args.audio), (MediaKind.IMAGE, args.image),
-                        (MediaKind.VIDEO, args.video)):
-        for path in paths:
-            out.extend(load(path, limits, expect=kind))
-    return out
-
-
-def needs_ear(media: list[Attachment]) -> bool:
-    """Audio may have to be transcribed (a tier without a projector), so load the ASR."""
-    return any(a.kind is MediaKind.AUDIO for a in media)
+def paths(args: argparse.Namespace) -> list[tuple[Path, str]]:
+    """(path, kind) of each attachment, in the order audio, images, videos."""
+    return [(path.expanduser(), kind) for kind, given in
+            (("audio", args.audio), ("image", args.image), ("video", args.video))
+            for path in given]

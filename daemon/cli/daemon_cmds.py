@@ -140,7 +140,7 @@ def _history(args: argparse.Namespace, ctx: None) -> int:  # noqa: ARG001
         turns = c.call("history", limit=max(1, args.n))["turns"]
     for t in turns:
         print(json.dumps(t, ensure_ascii=False) if args.json
-              else format_turn(TurnRecord(**t)) + "\n")
+              else format_turn(TurnRecord.from_dict(t)) + "\n")
     if not turns and not args.json:
         print("no turns yet")
     return 0

@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _context(args: argparse.Namespace) -> Context:
+def load_context(args: argparse.Namespace) -> Context:
     paths = Paths.from_env()
     path = args.config or paths.config_file
     config = load_config(path, required=args.config is not None)
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        ctx = None if getattr(args, "no_context", False) else _context(args)
+        ctx = None if getattr(args, "no_context", False) else load_context(args)
         return args.func(args, ctx) or 0
     except (ConfigError, AudioError, ModelError, ControlError) as exc:
         print(f"sarai: error: {exc}", file=sys.stderr)

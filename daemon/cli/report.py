@@ -14,7 +14,7 @@ def format_timings(timings: dict[str, float]) -> str:
 
 def format_turn(rec: TurnRecord) -> str:
     lines = []
-    if rec.source == "voice":
+    if rec.source in ("voice", "push"):
         lang = f"{rec.language}, " if rec.language else ""
         lines.append(f"heard:   \"{rec.transcript}\"  ({lang}{rec.audio_s or 0:.1f} s of speech)")
     if rec.tier:

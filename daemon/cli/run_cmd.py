@@ -49,7 +49,7 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
             if args.json:
                 print(json.dumps(ev.data, ensure_ascii=False), flush=True)
             else:
-                print(format_turn(TurnRecord(**ev.data)) + "\n", flush=True)
+                print(format_turn(TurnRecord.from_dict(ev.data)) + "\n", flush=True)
             count += 1
             if args.max_turns is not None and count >= args.max_turns:
                 daemon.request_stop(f"{count} turn(s) answered")

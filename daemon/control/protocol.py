@@ -83,6 +83,8 @@ class AskRequest(_Request):
     text: str = ""
     attachments: tuple[Attachment, ...] = ()
     speak: bool = True
+    language: str | None = None  # answer in this language (en, es, …)
+    output: str | None = None  # write the spoken answer to this WAV file instead
 
     @model_validator(mode="after")
     def _something_to_ask(self) -> AskRequest:
@@ -119,18 +121,25 @@ class QuitRequest(_Request):
     cmd: Literal["quit"] = "quit"
 
 
+class InterruptRequest(_Request):
+    """Stop the answer being spoken (as talking over it does)."""
+
+    cmd: Literal["interrupt"] = "interrupt"
+
+
 class SubscribeRequest(_Request):
     cmd: Literal["subscribe"] = "subscribe"
 
 
 Request = Annotated[
     StatusRequest | MuteRequest | UnmuteRequest | ModeRequest | PushRequest | AskRequest
-    | ModelsRequest | HistoryRequest | ForgetRequest | QuitRequest | SubscribeRequest,
+    | ModelsRequest | HistoryRequest | ForgetRequest | QuitRequest | InterruptRequest
+    | SubscribeRequest,
     Field(discriminator="cmd"),
 ]
 _ADAPTER: TypeAdapter[Request] = TypeAdapter(Request)
 COMMANDS = ("status", "mute", "unmute", "mode", "push", "ask", "models", "history", "forget",
-            "quit", "subscribe")
+            "quit", "interrupt", "subscribe")
 
 
 def parse_request(line: bytes | str) -> Request:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections import deque
 from dataclasses import dataclass
 from difflib import SequenceMatcher
@@ -52,12 +53,16 @@ class Exchange:
 
 
 class Conversation:
-    """Recent exchanges, oldest dropped first once `max_turns` or `max_tokens` is exceeded."""
+    """Recent exchanges, oldest dropped first once `max_turns` or `max_tokens` is exceeded.
+
+    Safe to use from several threads (the turn runner reads it, the control socket may
+    clear it)."""
 
     def __init__(self, max_turns: int, max_tokens: int) -> None:
         self._max_turns = max_turns
         self._max_tokens = max_tokens
         self._items: deque[Exchange] = deque()
+        self._lock = threading.Lock()
 
     def add(self, user: str, reply: str, *, interrupted: bool = False) -> None:
         if self._max_turns == 0 or not reply:
@@ -65,31 +70,38 @@ class Conversation:
         # An interrupted reply is kept as far as it got, and marked, so the model knows the
         # user cut it short.
         text = reply + (" […]" if interrupted else "")
-        self._items.append(Exchange(Message("user", user), Message("assistant", text), interrupted))
-        while len(self._items) > self._max_turns or (
-            len(self._items) > 1 and self.tokens > self._max_tokens
-        ):
-            self._items.popleft()
+        with self._lock:
+            self._items.append(Exchange(Message("user", user), Message("assistant", text),
+                                        interrupted))
+            while len(self._items) > self._max_turns or (
+                len(self._items) > 1 and sum(e.tokens for e in self._items) > self._max_tokens
+            ):
+                self._items.popleft()
 
     @property
     def tokens(self) -> int:
-        return sum(e.tokens for e in self._items)
+        with self._lock:
+            return sum(e.tokens for e in self._items)
 
     def messages(self) -> list[Message]:
+        with self._lock:
+            items = list(self._items)
         out: list[Message] = []
-        for e in self._items:
+        for e in items:
             out += [e.user, e.assistant]
         return out
 
     def messages_after(self, user: str, reply: str, *, interrupted: bool = False) -> list[Message]:
         """The messages as they will be once this exchange is added; nothing changes now."""
         trial = Conversation(self._max_turns, self._max_tokens)
-        trial._items = deque(self._items)
+        with self._lock:
+            trial._items = deque(self._items)
         trial.add(user, reply, interrupted=interrupted)
         return trial.messages()
 
     def clear(self) -> None:
-        self._items.clear()
+        with self._lock:
+            self._items.clear()
 
     def __len__(self) -> int:
         return len(self._items)

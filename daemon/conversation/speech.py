@@ -1,53 +1,94 @@
-"""Speaking a reply while it is still being written: sentences in, audio on the sink."""
+"""Speaking a reply while it is still being written: sentences in, audio on the sink.
+
+A spoken answer is kept to speaking length (`SpokenLimits`): after so many sentences or
+seconds the voice stops, while the whole reply stays in the turn record and the memory.
+"""
 
 from __future__ import annotations
 
 import logging
 import queue
 import threading
-import time
+from dataclasses import dataclass
 
-from sarai.audio.devices import AudioSink
+from sarai.audio.playback import AudioSink
 from sarai.audio.tts import Voice
+from sarai.daemon.conversation.stages import Stage, StageClock
 from sarai.models.backend import CancelToken
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class SpokenLimits:
+    max_sentences: int = 0  # 0 = no limit
+    max_s: float = 0.0  # seconds of speech; 0 = no limit
+
+
 class SpeechWorker:
     """Synthesises sentences in order on its own thread and queues them on the sink."""
 
-    def __init__(self, voice: Voice, sink: AudioSink, t0: float, cancel: CancelToken) -> None:
+    def __init__(self, voice: Voice, sink: AudioSink, cancel: CancelToken, marks: StageClock,
+                 limits: SpokenLimits = SpokenLimits()) -> None:
         self._voice = voice
         self._sink = sink
-        self._t0 = t0
         self._cancel = cancel
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self.first_audio_ms: float | None = None
-        self.spoken: list[str] = []
+        self._marks = marks
+        self._limits = limits
+        self._queue: queue.Queue[tuple[str, bool] | None] = queue.Queue()
+        self._sentences = 0
+        self._seconds = 0.0
+        self.spoken: list[str] = []  # the answer's sentences given to the voice
+        self.limited = False  # the rest of the reply was not spoken (too long to listen to)
+        self.filler_said = False
         self.error: Exception | None = None
         self._thread = threading.Thread(target=self._run, name="tts", daemon=True)
         self._thread.start()
 
-    def say(self, sentence: str) -> None:
-        self._queue.put(sentence)
+    def say(self, sentence: str, *, filler: bool = False) -> None:
+        self.filler_said = self.filler_said or filler
+        self._queue.put((sentence, filler))
 
     def finish(self) -> None:
         """Wait until every sentence said so far has been synthesised and queued."""
         self._queue.put(None)
         self._thread.join()
 
+    def _within_limits(self) -> bool:
+        lim = self._limits
+        return not ((lim.max_sentences and self._sentences >= lim.max_sentences)
+                    or (lim.max_s and self._seconds >= lim.max_s))
+
     def _run(self) -> None:
-        while (sentence := self._queue.get()) is not None:
+        while (item := self._queue.get()) is not None:
+            sentence, filler = item
             if self.error is not None or self._cancel.cancelled:
+                continue
+            if not filler and not self._within_limits():
+                self.limited = True
                 continue
             try:
                 audio = self._voice.synthesize(sentence)
-                if len(audio) and not self._cancel.cancelled:
-                    self._sink.play(audio, self._voice.sample_rate)
-                    self.spoken.append(sentence)
-                    if self.first_audio_ms is None:
-                        self.first_audio_ms = round((time.perf_counter() - self._t0) * 1000, 1)
             except Exception as exc:  # keep generating text even if speech fails
                 log.error("speech synthesis failed: %s", exc)
                 self.error = exc
+                continue
+            # A barge-in during synthesis has advanced the speaker's generation: the sink
+            # drops this audio itself, so nothing of a cancelled answer is heard.
+            if not len(audio) or self._cancel.cancelled:
+                continue
+            self._sink.play(audio, self._voice.sample_rate, self._heard(filler))
+            if not filler:
+                self._sentences += 1
+                self._seconds += len(audio) / self._voice.sample_rate
+                self.spoken.append(sentence)
+
+    def _heard(self, filler: bool):
+        marks = self._marks
+
+        def heard(at: float) -> None:
+            marks.point(Stage.FIRST_AUDIO, at)
+            if not filler:
+                marks.point(Stage.FIRST_ANSWER_AUDIO, at)
+
+        return heard

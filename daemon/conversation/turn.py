@@ -1,8 +1,11 @@
-"""One conversational turn: transcript → route → model → speech, every stage timed.
+"""One conversational turn: transcript → route → model → speech, every stage marked.
 
 Audio starts before the reply is complete: tokens go through a sentence splitter and each
 sentence is synthesised and queued on the sink while the model keeps generating. A turn can
 be cancelled at any point (barge-in, or a speculative start the user talked over).
+
+Everything a turn needs arrives as arguments (its text, media, sink, cancel token and stage
+clock); the Assistant keeps nothing of one turn that another could see.
 """
 
 from __future__ import annotations
@@ -10,16 +13,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass, field, fields
 
 from sarai.audio.asr import Transcriber
-from sarai.audio.devices import AudioSink
+from sarai.audio.clock import MONOTONIC
+from sarai.audio.playback import AudioSink
 from sarai.audio.sentences import SentenceSplitter
 from sarai.audio.tts import VoiceBank
 from sarai.audio.vad import Utterance
 from sarai.daemon.conversation.memory import Conversation, is_forget_request
-from sarai.daemon.conversation.speech import SpeechWorker
+from sarai.daemon.conversation.speech import SpeechWorker, SpokenLimits
+from sarai.daemon.conversation.stages import Stage, StageClock, timings
 from sarai.models.attachments import Attachment
 from sarai.models.backend import CancelToken, Message
 from sarai.models.errors import ModelError
@@ -35,11 +39,15 @@ log = logging.getLogger(__name__)
 LANGUAGE_NAMES = {"en": "English", "es": "Spanish", "fr": "French", "de": "German",
                   "it": "Italian", "pt": "Portuguese", "ca": "Catalan"}
 _FORGOTTEN = {"en": "Done, I have forgotten that.", "es": "Hecho, lo he olvidado."}
+_SORRY = {"en": "Sorry, I cannot answer right now.",
+          "es": "Lo siento, ahora no puedo responder."}
 
 
 @dataclass
 class TurnRecord:
-    """Everything about one turn; printed by --json and written to the turn log."""
+    """Everything about one turn; printed by --json, sent in turn events, written to the
+    turn log. `stages` are the stage timestamps (ms from the turn's zero), `timings` the
+    figures derived from them (see daemon.conversation.stages)."""
 
     transcript: str
     tier: str = ""
@@ -49,17 +57,34 @@ class TurnRecord:
     language: str = ""
     source: str = "voice"
     timings: dict[str, float] = field(default_factory=dict)
+    stages: dict[str, list[float]] = field(default_factory=dict)
     audio_s: float | None = None
     interrupted: bool = False
     error: str | None = None
-    at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    spoken: str = ""  # what was given to the voice, when it was not the whole reply
+    id: int = 0
+    outcome: str = ""  # done | interrupted | dropped (see TurnPhase)
+    started_at: float = field(default_factory=time.time)  # epoch seconds of the turn's zero
 
     def as_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> TurnRecord:
+        """A record from its dict (a turn event, the history, the turn log), ignoring keys
+        it does not know, such as those of records written by older versions."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def seal(self, marks: StageClock) -> None:
+        """Copy the stage marks in, with the figures derived from them."""
+        self.stages = marks.stages()
+        self.timings = timings(self.stages)
+        self.started_at = round(time.time() - (marks.now() - marks.zero), 3)
+
 
 def ms_since(since: float) -> float:
-    """Milliseconds from `since` (a perf_counter reading) to now, as turn timings give them."""
+    """Milliseconds from `since` (a perf_counter reading) to now."""
     return round((time.perf_counter() - since) * 1000, 1)
 
 
@@ -77,18 +102,17 @@ class Assistant:
         voices: VoiceBank | None = None,
         language: str = "en",
         filler: dict[str, str] | None = None,
+        spoken: SpokenLimits | None = None,
     ) -> None:
         self._system = system_prompt
         self.memory = memory
         self.registry = registry
-        self._media: tuple[str, tuple[Attachment, ...]] | None = None
         self.router = router
         self.transcriber = transcriber
         self.voices = voices
         self.language = language
         self._filler = filler or {}
-        # Told (with the tier's name) before a model has to be loaded for a turn.
-        self.on_loading: Callable[[str], None] | None = None
+        self._spoken = spoken or SpokenLimits()
 
     def forget(self) -> None:
         self.memory.clear()
@@ -114,14 +138,13 @@ class Assistant:
 
         After memory drops its oldest exchange the whole remembered conversation would
         otherwise be read again at the start of the next reply. It is read one message at a
-        time, so `cancel` (the user started a new turn) stops it within one message.
+        time, so `cancel` (a new turn) stops it within one message.
         """
         if not self.registry.is_loaded(tier):
             return
-        rec = TurnRecord(transcript="", language=language or self.language)
-        messages = self._messages(rec, None if after is None else
-                                  self.memory.messages_after(after.transcript, after.reply,
-                                                             interrupted=after.interrupted))
+        history = None if after is None else self.memory.messages_after(
+            after.transcript, after.reply, interrupted=after.interrupted)
+        messages = self._messages("", language or self.language, history)
         backend = self.registry.backend(tier)
         # Prefixes ending after each remembered reply, then the whole prompt: each step only
         # reads what the model's prompt cache does not hold yet.
@@ -130,7 +153,7 @@ class Assistant:
             for step in steps:
                 if cancel is not None and cancel.cancelled:
                     return
-                for _ in backend.stream(step, max_tokens=1, temperature=0.0):
+                for _ in backend.stream(step, max_tokens=1, temperature=0.0, cancel=cancel):
                     pass
         except ModelError as exc:
             log.debug("priming %s failed: %s", tier, exc)
@@ -140,133 +163,139 @@ class Assistant:
         if rec.reply and rec.tier:
             self.memory.add(rec.transcript, rec.reply, interrupted=rec.interrupted)
 
-    def transcribe(self, utt: Utterance) -> TurnRecord:
+    def transcribe(self, utt: Utterance, marks: StageClock) -> TurnRecord:
         if self.transcriber is None:
             raise RuntimeError("voice turns need a transcriber")
-        t = time.perf_counter()
+        marks.begin(Stage.ASR)
         tr = self.transcriber.transcribe(utt.samples)
-        rec = TurnRecord(transcript=tr.text, language=tr.language, audio_s=round(utt.duration_s, 2))
-        rec.timings["asr"] = ms_since(t)
-        return rec
+        marks.end(Stage.ASR)
+        return TurnRecord(transcript=tr.text, language=tr.language,
+                          audio_s=round(utt.duration_s, 2))
 
-    def voice_turn(
-        self,
-        utt: Utterance,
-        sink: AudioSink | None,
-        cancel: CancelToken | None = None,
-        *,
-        remember: bool = True,
-        transcribed: TurnRecord | None = None,
-        on_reply: Callable[[TurnRecord], None] | None = None,
-    ) -> TurnRecord:
-        """Answer one utterance. Timings are measured from the moment speech ended.
-        `on_reply(rec)` is called once the whole reply is written, while it may still be
-        being spoken."""
-        rec = transcribed or self.transcribe(utt)
+    def voice_turn(self, utt: Utterance, sink: AudioSink | None,
+                   cancel: CancelToken | None = None, marks: StageClock | None = None, *,
+                   rec: TurnRecord | None = None,
+                   on_reply: Callable[[TurnRecord], None] | None = None,
+                   remember: bool = True) -> TurnRecord:
+        """Answer one utterance (`rec`: already transcribed). `on_reply(rec)` is called once
+        the whole reply is written, while it may still be being spoken. Without `marks`, the
+        stages are timed from the end of speech and sealed into the record here."""
+        own = marks is None
+        marks = marks or StageClock(MONOTONIC, utt.speech_end_at)
+        if own:
+            marks.point(Stage.END_OF_SPEECH, utt.speech_end_at)
+        rec = rec or self.transcribe(utt, marks)
         signals = TurnSignals(rec.transcript, audio_s=utt.duration_s,
                               speech_ratio=utt.speech_ratio,
                               audio=self.router.audio_features(utt.samples))
-        rec = self._answer(rec, signals, sink, utt.speech_end_at, cancel or CancelToken(),
-                           on_reply)
-        if remember:
-            self.remember(rec)
-        return rec
+        rec = self._answer(rec, signals, rec.transcript, (), sink, cancel or CancelToken(),
+                           marks, on_reply)
+        return self._close(rec, marks, own, remember)
 
-    def text_turn(
-        self, text: str, sink: AudioSink | None, cancel: CancelToken | None = None,
-        media: Sequence[Attachment] = (),
-    ) -> TurnRecord:
+    def text_turn(self, text: str, sink: AudioSink | None, cancel: CancelToken | None = None,
+                  marks: StageClock | None = None, media: Sequence[Attachment] = (),
+                  language: str | None = None,
+                  on_reply: Callable[[TurnRecord], None] | None = None,
+                  remember: bool = True) -> TurnRecord:
         """A typed turn; `media` (audio, images, video frames) go to the model with the text
         when the tier's model takes them (a projector the RAM budget admits), else audio as
         its transcript. `text` may be empty when there is media: a recording is its own
         question, and pictures alone are asked what they show."""
+        own = marks is None
+        marks = marks or StageClock(MONOTONIC)
+        if own:
+            marks.point(Stage.REQUEST, marks.zero)
         shown = text or " ".join(f"{a.kind} from {a.source.name}" for a in media[:1])
         audio_s = sum(a.seconds or 0.0 for a in media) or None
         rec = TurnRecord(transcript=shown, source="text" if not media else "media",
-                         language=self.language, audio_s=audio_s)
-        self._media = (text, tuple(media))
-        try:
-            signals = TurnSignals(shown, audio_s=audio_s,
-                                  attachments=tuple(RoutedAttachment.of(a) for a in media))
-            rec = self._answer(rec, signals, sink,
-                               time.perf_counter(), cancel or CancelToken())
-        finally:
-            self._media = None
-        self.remember(rec)
+                         language=language or self.language, audio_s=audio_s)
+        signals = TurnSignals(shown, audio_s=audio_s,
+                              attachments=tuple(RoutedAttachment.of(a) for a in media))
+        rec = self._answer(rec, signals, text, tuple(media), sink, cancel or CancelToken(),
+                           marks, on_reply)
+        return self._close(rec, marks, own, remember)
+
+    def _close(self, rec: TurnRecord, marks: StageClock, own: bool,
+               remember: bool) -> TurnRecord:
+        if own:
+            marks.point(Stage.DONE)
+            rec.seal(marks)
+        if remember:
+            self.remember(rec)
         return rec
 
-    def _messages(self, rec: TurnRecord, history: list[Message] | None = None) -> list[Message]:
+    def say(self, text: str, language: str, sink: AudioSink, cancel: CancelToken,
+            marks: StageClock) -> None:
+        """Speak a fixed sentence (an acknowledgement, an apology) as an answer."""
+        if self.voices is None:
+            return
+        speech = SpeechWorker(self.voices.voice(language), sink, cancel, marks)
+        speech.say(text)
+        speech.finish()
+
+    def _messages(self, user: str, language: str,
+                  history: list[Message] | None = None) -> list[Message]:
         system = self._system
-        lang = rec.language or self.language
-        if lang != "en":
-            name = LANGUAGE_NAMES.get(lang, lang)
+        if language != "en":
+            name = LANGUAGE_NAMES.get(language, language)
             system += f" The user is speaking {name}: answer only in {name}."
         if history is None:
             history = self.memory.messages()
-        return [Message("system", system), *history, Message("user", rec.transcript)]
+        return [Message("system", system), *history, Message("user", user)]
 
-    def _answer(
-        self,
-        rec: TurnRecord,
-        signals: TurnSignals,
-        sink: AudioSink | None,
-        t0: float,
-        cancel: CancelToken,
-        on_reply: Callable[[TurnRecord], None] | None = None,
-    ) -> TurnRecord:
+    def _answer(self, rec: TurnRecord, signals: TurnSignals, text: str,
+                media: tuple[Attachment, ...], sink: AudioSink | None, cancel: CancelToken,
+                marks: StageClock,
+                on_reply: Callable[[TurnRecord], None] | None) -> TurnRecord:
         lang = rec.language or self.language
         speech = None
         if sink is not None and self.voices is not None:
-            speech = SpeechWorker(self.voices.voice(lang), sink, t0, cancel)
+            speech = SpeechWorker(self.voices.voice(lang), sink, cancel, marks, self._spoken)
         try:
             if not rec.transcript.strip():
                 rec.reason = "nothing recognisable was said"
-            elif is_forget_request(rec.transcript):
+            elif is_forget_request(rec.transcript) and not media:
                 self.forget()
                 rec.reason = "forget request: conversation memory cleared"
                 rec.reply = _FORGOTTEN.get(lang, _FORGOTTEN["en"])
                 if speech is not None:
                     speech.say(rec.reply)
             else:
-                self._generate_reply(rec, signals, speech, t0, cancel)
+                self._generate_reply(rec, signals, text, media, speech, marks, cancel)
+                if rec.error and not rec.reply and speech is not None:
+                    speech.say(_SORRY.get(lang, _SORRY["en"]))
                 if on_reply is not None and rec.reply and not cancel.cancelled:
                     on_reply(rec)
         finally:
             if speech is not None:
                 speech.finish()
-                if not cancel.cancelled:
-                    sink.drain()
-                if speech.first_audio_ms is not None:
-                    rec.timings["first_audio"] = speech.first_audio_ms
+                if speech.limited:
+                    rec.spoken = " ".join(speech.spoken)
                 if speech.error is not None and rec.error is None:
                     rec.error = f"speech synthesis failed: {speech.error}"
         if cancel.cancelled:
             rec.interrupted = True
-        rec.timings["total"] = ms_since(t0)
         return rec
 
-    def _generate_reply(
-        self,
-        rec: TurnRecord,
-        signals: TurnSignals,
-        speech: SpeechWorker | None,
-        t0: float,
-        cancel: CancelToken,
-    ) -> None:
-        t = time.perf_counter()
+    def _generate_reply(self, rec: TurnRecord, signals: TurnSignals, text: str,
+                        media: tuple[Attachment, ...], speech: SpeechWorker | None,
+                        marks: StageClock, cancel: CancelToken) -> None:
+        marks.begin(Stage.ROUTE)
         decision = self.router.decide(signals)
-        rec.timings["route"] = ms_since(t)
+        marks.end(Stage.ROUTE)
         if decision.action is Action.SKIP:  # e.g. a transcript that is only "[music]"
             rec.reason = decision.reason
             return
         rec.tier, rec.reason = decision.tier.value, decision.reason
-        messages = self._messages(rec)
+        lang = rec.language or self.language
+        messages = self._messages(rec.transcript, lang)
         splitter = SentenceSplitter()
         reply: list[str] = []
         failures: list[str] = []
         for tier in decision.candidates or candidates(decision.tier):
             try:
-                self._stream(tier, messages, rec, reply, splitter, speech, t0, cancel)
+                self._stream(tier, messages, text, media, rec, reply, splitter, speech, marks,
+                             cancel)
                 rec.tier = tier.value
                 break
             except ModelError as exc:
@@ -281,6 +310,7 @@ class Assistant:
                     failures.append(f"{tier} unavailable: {exc}")
         else:
             rec.error = "; ".join(failures) or "no tier could answer"
+            rec.tier = ""
         if failures and not rec.error:
             rec.reason += f" (fell back to {rec.tier}: {failures[-1]})"
         if speech is not None and not cancel.cancelled:
@@ -288,9 +318,9 @@ class Assistant:
                 speech.say(sentence)
         rec.reply = "".join(reply).strip()
 
-    def _with_media(self, tier: Tier, backend, messages: list, rec: TurnRecord):
-        """The backend and messages for a turn with attachments (transcript if it has no ear)."""
-        text, media = self._media
+    def _with_media(self, tier: Tier, text: str, media: tuple[Attachment, ...],
+                    messages: list[Message], rec: TurnRecord) -> list:
+        """The messages for a turn with attachments (a transcript if the tier has no ear)."""
         support = self.registry.media(tier)
         asr = self.transcriber
         turn = prepare_user_turn(
@@ -301,39 +331,30 @@ class Assistant:
             rec.reason += f" ({turn.note})"
         if not text and not getattr(turn.message, "media", None):
             rec.transcript = turn.message.content  # what was heard, since that is what went
-        return backend, [*messages[:-1], turn.message]
+        return [*messages[:-1], turn.message]
 
-    def _stream(
-        self,
-        tier: Tier,
-        messages: list[Message],
-        rec: TurnRecord,
-        reply: list[str],
-        splitter: SentenceSplitter,
-        speech: SpeechWorker | None,
-        t0: float,
-        cancel: CancelToken,
-    ) -> None:
+    def _stream(self, tier: Tier, messages: list[Message], text: str,
+                media: tuple[Attachment, ...], rec: TurnRecord, reply: list[str],
+                splitter: SentenceSplitter, speech: SpeechWorker | None, marks: StageClock,
+                cancel: CancelToken) -> None:
         if not self.registry.is_loaded(tier):
             filler = self._filler.get(rec.language or self.language)
-            if speech is not None and filler:
-                speech.say(filler)  # so the wait for the load is not silent
-            if self.on_loading is not None:
-                self.on_loading(tier.value)
-            t = time.perf_counter()
+            if speech is not None and filler and not speech.filler_said:
+                speech.say(filler, filler=True)  # so the wait for the load is not silent
+            marks.begin(Stage.MODEL_LOAD, detail=tier.value)
             backend = self.registry.backend(tier)
-            rec.timings["model_load"] = ms_since(t)
+            marks.end(Stage.MODEL_LOAD)
         else:
             backend = self.registry.backend(tier)
         rec.model = self.registry.resolve(tier).model
         ts = self.registry.settings(tier)
-        if self._media is not None:
-            backend, messages = self._with_media(tier, backend, messages, rec)
+        if media:
+            messages = self._with_media(tier, text, media, messages, rec)
         for chunk in backend.stream(
             messages, max_tokens=ts.max_tokens, temperature=ts.temperature, cancel=cancel
         ):
             if not reply:
-                rec.timings["ttft"] = ms_since(t0)
+                marks.point(Stage.FIRST_TOKEN)
             reply.append(chunk)
             if speech is not None:
                 for sentence in splitter.feed(chunk):

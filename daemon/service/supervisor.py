@@ -13,24 +13,23 @@ import logging
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from sarai.daemon.app import Context, build_assistant
+from sarai.daemon.control.handlers import dispatch
+from sarai.daemon.control.hub import EventHub
+from sarai.daemon.control.protocol import Request
 from sarai.daemon.control.server import ControlServer
 from sarai.daemon.control.wire import socket_path
-from sarai.daemon.control.handlers import dispatch
-from sarai.daemon.control.protocol import Request
-from sarai.daemon.control.hub import EventHub
+from sarai.daemon.conversation.core import ConversationCore
+from sarai.daemon.conversation.turn import Assistant
+from sarai.daemon.conversation.voice_loop import VoiceLoop
 from sarai.daemon.events import Event, EventKind, ListenMode, State
 from sarai.daemon.service.notify import Notifier
 from sarai.daemon.service.parts import Restarter, VoicePart
 from sarai.daemon.service.residency import DaemonResidency, ResidencyView
-from sarai.daemon.conversation.turn import Assistant
 from sarai.daemon.service.turn_log import TurnLog
-from sarai.daemon.conversation.voice_loop import VoiceLoop
-from sarai.models.backend import CancelToken
 from sarai.models.errors import ModelError
 from sarai.models.settings import Tier
 
@@ -50,23 +49,20 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.journal = journal
         self.started_at = time.time()
-        self.state, self.message = State.IDLE, None
-        self.mode: ListenMode = ctx.config.listen.mode
-        self.unmuted_mode = ListenMode.ALWAYS if self.mode is ListenMode.MUTED else self.mode
-        self.history: deque[dict[str, Any]] = deque(maxlen=self.settings.history_size)
-        self.turns = 0
+        # Until the conversation core exists (models still loading), the state is the
+        # daemon's own; from then on the core owns state, mode, history and turn count.
+        self._startup: tuple[State, str | None] = (State.IDLE, None)
         state_dir = ctx.paths.state_dir
         self.turn_log = TurnLog(state_dir / "turns.jsonl") if self.settings.turn_log else None
         self.log_file = state_dir / "daemon.log" if self.settings.log_file else None
         self.assistant: Assistant | None = None
+        self.core: ConversationCore | None = None
         self.residency: DaemonResidency | None = None
         self.voice = VoicePart(self._make_loop)
         self.restarter = Restarter(
             self.voice, self._report_failure, backoff_s=self.settings.restart_backoff_s,
             backoff_max_s=self.settings.restart_backoff_max_s,
         )
-        self.ask_lock = threading.Lock()
-        self.asks: set[CancelToken] = set()  # typed answers outside the loop, cut at shutdown
         self._stop = threading.Event()
         self._stop_reason = ""
         self._server = ControlServer(
@@ -74,6 +70,7 @@ class Daemon:
             max_line=self.settings.max_request_kib * 1024,
         )
         self._server_started = False
+        self._last_status = ""
         self.hub.subscribe(self._track)
         if on_event is not None:
             self.hub.subscribe(on_event)
@@ -113,6 +110,11 @@ class Daemon:
         assistant = build_assistant(self.ctx, hear=True, speak=True)
         self.residency = DaemonResidency(assistant.registry, self._residency_changed)
         self.assistant = assistant
+        core = ConversationCore(assistant, self.ctx.config.listen, self.hub.publish,
+                                mode=self.ctx.config.listen.mode,
+                                history_size=self.settings.history_size)
+        core.start()
+        self.core = core
         note = assistant.registry.starter_notice()
         if note:
             log.warning("%s", note)
@@ -146,9 +148,9 @@ class Daemon:
                                                "message": "SARAi is shutting down"}))
         if self._server_started:
             self._server.close()
-        for token in list(self.asks):
-            token.cancel()
-        self.restarter.stop(timeout=budget / 2)  # cancels the answer, closes the devices
+        if self.core is not None:
+            self.core.stop(timeout=budget / 4)  # cuts the answer, refuses what is queued
+        self.restarter.stop(timeout=budget / 4)  # closes the devices
         if self.residency is not None:
             self.residency.close()
             log.info("models unloaded")
@@ -156,20 +158,32 @@ class Daemon:
         log.info("stopped in %.1f s", time.monotonic() - t0)
 
     def _make_loop(self) -> VoiceLoop:
-        assert self.assistant is not None
-        return VoiceLoop(self.ctx.config.audio, self.assistant, self.hub.publish, mode=self.mode,
-                         history_size=self.settings.history_size, listen=self.ctx.config.listen)
+        assert self.assistant is not None and self.core is not None
+        return VoiceLoop(self.ctx.config.audio, self.assistant, self.hub.publish,
+                         listen=self.ctx.config.listen, core=self.core)
 
     # --- events -----------------------------------------------------------------------
 
     def publish_state(self, state: State, message: str | None = None) -> None:
+        """The daemon's own state while it starts (the core's afterwards)."""
+        self._startup = (state, message)
         self.hub.publish(Event(EventKind.STATE, {"state": state.value, "message": message}))
 
-    def publish_mode(self, mode: ListenMode) -> None:
-        self.hub.publish(Event(EventKind.MODE, {"mode": mode.value}))
+    @property
+    def state(self) -> State:
+        if self.core is not None and self._startup[0] is not State.ERROR:
+            return self.core.state
+        return self._startup[0]
 
-    def publish_turn(self, record: dict[str, Any]) -> None:
-        self.hub.publish(Event(EventKind.TURN, record))
+    @property
+    def message(self) -> str | None:
+        if self.core is not None and self._startup[0] is not State.ERROR:
+            return self.core.view.message
+        return self._startup[1]
+
+    @property
+    def mode(self) -> ListenMode:
+        return self.core.mode if self.core is not None else self.ctx.config.listen.mode
 
     def status_line(self) -> str:
         """The state in one line, as `systemctl --user status sarai` shows it."""
@@ -184,21 +198,17 @@ class Daemon:
         return events
 
     def _track(self, ev: Event) -> None:
+        """What the daemon does with events: systemd's status line, the error log, the turn
+        log. (The state itself is the core's.)"""
         if ev.kind is EventKind.STATE:
-            state, message = State(ev.data["state"]), ev.data.get("message")
-            repeated = (state, message) == (self.state, self.message)
-            self.state, self.message = state, message
-            text = self.status_line()
+            text = ev.data["state"] + (f": {ev.data['message']}" if ev.data.get("message")
+                                       else "")
+            repeated = text == self._last_status
+            self._last_status = text
             self.notifier.status(text)
-            if state is State.ERROR and not repeated:  # a retry loop says the same each time
+            if ev.data["state"] == State.ERROR and not repeated:  # retries say the same
                 log.error("%s", text)
-        elif ev.kind is EventKind.MODE:
-            self.mode = ListenMode(ev.data["mode"])
-            if self.mode is not ListenMode.MUTED:
-                self.unmuted_mode = self.mode
         elif ev.kind is EventKind.TURN:
-            self.turns += 1
-            self.history.append(ev.data)
             if self.turn_log is not None:
                 self.turn_log.append(ev.data)
             log.info("turn: %s → %s (%s)", ev.data.get("transcript", "")[:80],
@@ -222,7 +232,8 @@ class Daemon:
         return {
             "state": self.state.value, "message": self.message, "mode": self.mode.value,
             "pid": os.getpid(), "uptime_s": round(time.time() - self.started_at, 1),
-            "turns": self.turns, "voice_loop": self._voice_status(),
+            "turns": self.core.view.turns if self.core is not None else 0,
+            "voice_loop": self._voice_status(),
             "restarts": self.restarter.restarts, "last_error": self.restarter.last_error,
             "models": view["models"], "ram": view["ram"],
             "log_file": str(self.log_file) if self.log_file else None,

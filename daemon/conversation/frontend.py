@@ -1,0 +1,166 @@
+"""The microphone's front end: what the user said, and when, frame by frame.
+
+Each VAD frame, stamped with when it was captured, goes through: the listening mode (muted,
+push-to-talk), echo removal while SARAi's own voice may be in it, barge-in detection, and the
+VAD segmenter. What comes out are messages for the conversation core — speech started or
+stopped, a pause, the user going on, the end of a turn, a barge-in — in the order heard.
+
+It reads the core's `view` (the mode, whether an answer is being heard) and never changes the
+core's state; the one thing it does directly is pause and resume the speaker when the user
+may be talking over it, because that must happen within a frame or two.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from sarai.audio.echo import EchoGate
+from sarai.audio.pcm import SAMPLE_RATE
+from sarai.audio.playback import Output
+from sarai.audio.settings import VadSettings
+from sarai.audio.vad import SegmentKind, Utterance, UtteranceSegmenter, VadState, second_opinion
+from sarai.daemon.config import ListenSettings
+from sarai.daemon.conversation import messages as m
+from sarai.daemon.conversation.barge_in import BargeAction, BargeInDetector, BargeInTiming
+from sarai.daemon.conversation.core import ConversationCore
+from sarai.daemon.events import ListenMode
+
+log = logging.getLogger(__name__)
+
+
+def _rms(block: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(block.astype(np.float64) ** 2))) if len(block) else 0.0
+
+
+class FrontEnd:
+    """Feed it VAD frames with their capture times (`hear`); it posts to the core."""
+
+    def __init__(self, core: ConversationCore, vad: VadSettings, listen: ListenSettings,
+                 echo: EchoGate, speaker: Output | None = None, *,
+                 use_second_opinion: bool = True) -> None:
+        self._core = core
+        self._listen = listen
+        self._echo = echo
+        self.speaker = speaker
+        self._seg = UtteranceSegmenter(
+            vad, pause_ms=listen.speculate_pause_ms or None,
+            second_opinion=second_opinion(vad) if use_second_opinion else None)
+        self._barge = BargeInDetector(BargeInTiming(
+            frame_ms=vad.frame_ms, pause_ms=listen.barge_in_pause_ms,
+            confirm_ms=listen.barge_in_confirm_ms))
+        self._barged: int | None = None  # the answer this front end reported talked over
+        self._releases = 0  # push-to-talk releases seen
+        self._speaking = False
+
+    @property
+    def frame_ms(self) -> int:
+        return self._seg.frame_ms
+
+    def busy(self, at: float | None = None) -> bool:
+        """An answer is being heard, or its echo may still be in audio captured at `at`.
+        A speculative start is not busy: the user may well go on talking."""
+        return self._core.view.answering is not None or self._echo.active(at)
+
+    def hear(self, frame: np.ndarray, captured_at: float) -> None:
+        """One VAD frame of microphone audio, whose last sample was captured at `captured_at`."""
+        view = self._core.view
+        if view.mode is ListenMode.MUTED or (view.mode is ListenMode.PUSH and not view.pushing):
+            if view.push_releases != self._releases:
+                self._releases = view.push_releases
+                for utt in self._seg.flush():  # releasing ends the turn at once
+                    self._post(m.Ended(utt))
+            self._seg.reset()
+            self._set_speaking(False)
+            return
+        self._releases = view.push_releases
+        busy = self.busy(captured_at)
+        if busy:
+            if not self._listen.barge_in:
+                self._seg.reset()  # half duplex: what is heard while answering is not a turn
+                self._set_speaking(False)
+                return
+            frame = self._without_echo(frame, captured_at)
+        self._watch_barge_in(frame, captured_at, busy)
+        for ev in self._seg.push_events(frame, captured_at):
+            if ev.kind is SegmentKind.PAUSE and ev.utterance is not None:
+                self._post(m.Paused(ev.utterance))
+            elif ev.kind is SegmentKind.RESUME:
+                self._post(m.Resumed())
+            elif ev.kind is SegmentKind.END and ev.utterance is not None:
+                self._on_end(ev.utterance)
+        if self._ends_early():
+            for utt in self._seg.flush():
+                self._on_end(utt)
+        self._set_speaking(self._seg.state is VadState.SPEECH)
+
+    def _post(self, msg: m.Message) -> None:
+        self._core.post(msg)
+
+    def _set_speaking(self, speaking: bool) -> None:
+        if speaking != self._speaking:
+            self._speaking = speaking
+            self._post(m.SpeechState(speaking))
+
+    def _ends_early(self) -> bool:
+        """The speculative answer's transcript reads as finished and the pause has lasted
+        `complete_silence_ms`: take it as the end of the turn without the full silence."""
+        ms = self._listen.complete_silence_ms
+        view = self._core.view
+        return (ms > 0 and self._seg.state is VadState.SPEECH and self._seg.silence_ms >= ms
+                and view.speculative is not None and view.speculative_complete)
+
+    def _on_end(self, utt: Utterance) -> None:
+        view = self._core.view
+        if view.answering is not None and view.answering != self._barged:
+            # An answer is being heard and nobody talked over it: this is its own echo.
+            log.info("ignored %.1f s of sound heard during the answer", utt.duration_s)
+            return
+        self._post(m.Ended(utt))
+
+    def _without_echo(self, frame: np.ndarray, captured_at: float) -> np.ndarray:
+        """The frame with SARAi's own voice removed; silence where only echo remains.
+
+        A frame counts as the user only if what is left after removing the echo is both loud
+        enough and a large share of what was heard: the user's voice survives the subtraction
+        whole, while echo leaves a residue well below the frame's level.
+        """
+        cleaned = self._echo.clean(frame, captured_at)
+        floor = max(self._listen.barge_in_min_rms,
+                    self._listen.barge_in_echo_ratio * _rms(frame))
+        return np.zeros_like(cleaned) if _rms(cleaned) < floor else cleaned
+
+    def _watch_barge_in(self, cleaned: np.ndarray, captured_at: float, busy: bool) -> None:
+        """Pause the answer as soon as the user seems to talk over it, report it once that is
+        sure, resume it if it was not the user (see daemon.conversation.barge_in)."""
+        speaker, answering = self.speaker, self._core.view.answering
+        if not busy or answering is None or answering == self._barged or speaker is None:
+            if self._barge.reset() is BargeAction.RESUME and speaker is not None:
+                speaker.resume()
+            return
+        n = SAMPLE_RATE * self._seg.frame_ms // 1000
+        if len(cleaned) < n:
+            return  # a remainder shorter than a frame: nothing to judge
+        voiced = bool(cleaned.any()) and self._seg.is_speech(cleaned[:n])
+        action = self._barge.feed(voiced, captured_at)
+        if action is BargeAction.PAUSE:
+            speaker.pause()
+        elif action is BargeAction.RESUME:
+            speaker.resume()
+            log.debug("barge-in candidate faded; answer resumed")
+        elif action is BargeAction.INTERRUPT:
+            onset = self._barge.onset
+            self._barged = answering
+            self._barge.reset()
+            self._post(m.BargeIn(answering, onset if onset is not None else captured_at))
+
+    def flush(self) -> None:
+        """The end of the input: an utterance still open ends here."""
+        for utt in self._seg.flush():
+            self._on_end(utt)
+
+    def device_lost(self) -> None:
+        """The microphone went away: nobody is left to confirm a paused barge-in."""
+        if self._barge.reset() is BargeAction.RESUME and self.speaker is not None:
+            self.speaker.resume()

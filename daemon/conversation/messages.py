@@ -1,0 +1,154 @@
+"""The messages the conversation core takes, each a small frozen value.
+
+`system` messages (interruptions, stop) overtake everything queued; the rest are taken in
+the order they were posted.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from sarai.audio.playback import Output
+from sarai.audio.vad import Utterance
+from sarai.daemon.conversation.requests import TurnRequest
+from sarai.daemon.conversation.stages import Stage
+from sarai.daemon.conversation.turn import TurnRecord
+from sarai.daemon.events import ListenMode
+
+
+@dataclass(frozen=True)
+class Message:
+    system: ClassVar[bool] = False
+
+
+# --- from the microphone's front end, in the order heard ---------------------------------
+
+@dataclass(frozen=True)
+class SpeechState(Message):
+    speaking: bool  # the VAD hears speech now
+
+
+@dataclass(frozen=True)
+class Paused(Message):
+    utterance: Utterance  # the speech so far: it may be the whole turn
+
+
+@dataclass(frozen=True)
+class Resumed(Message):
+    pass
+
+
+@dataclass(frozen=True)
+class Ended(Message):
+    utterance: Utterance
+
+
+@dataclass(frozen=True)
+class BargeIn(Message):
+    system: ClassVar[bool] = True
+    turn: int  # the answer the user talked over
+    onset: float  # capture time of their first voiced frame
+
+
+# --- from clients ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Ask(Message):
+    request: TurnRequest
+    future: Future = field(compare=False)
+
+
+@dataclass(frozen=True)
+class SetMode(Message):
+    system: ClassVar[bool] = True
+    mode: ListenMode
+
+
+@dataclass(frozen=True)
+class Push(Message):
+    system: ClassVar[bool] = True
+    active: bool
+
+
+@dataclass(frozen=True)
+class Forget(Message):
+    future: Future = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Interrupt(Message):
+    system: ClassVar[bool] = True
+    reason: str
+
+
+@dataclass(frozen=True)
+class Stop(Message):
+    system: ClassVar[bool] = True
+
+
+# --- from the devices ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OutputChanged(Message):
+    output: Output | None
+
+
+@dataclass(frozen=True)
+class Loading(Message):
+    what: str | None  # a model being loaded outside any turn; None: finished
+
+
+@dataclass(frozen=True)
+class DeviceError(Message):
+    message: str | None  # None: the devices are fine again
+
+
+# --- from the runner and the speaker, about one turn ---------------------------------------
+
+@dataclass(frozen=True)
+class Started(Message):
+    turn: int
+
+
+@dataclass(frozen=True)
+class StageReached(Message):
+    turn: int
+    stage: Stage
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Transcribed(Message):
+    turn: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Written(Message):
+    turn: int
+    record: TurnRecord = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Dropped(Message):
+    turn: int
+    why: str
+
+
+@dataclass(frozen=True)
+class Primed(Message):
+    turn: int  # the next prompt was read into the model after this turn (or gave way)
+
+
+@dataclass(frozen=True)
+class FirstAudio(Message):
+    turn: int
+    at: float
+
+
+@dataclass(frozen=True)
+class PlaybackDone(Message):
+    turn: int
+    at: float

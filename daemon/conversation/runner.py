@@ -1,0 +1,75 @@
+"""Where turns are worked on: one at a time, so no model ever serves two generations at once.
+
+Turn jobs go first; background jobs (reading the next prompt into the model's cache) only run
+when no turn waits, and the core cancels them as soon as one does. `Runner` works on a thread
+of its own; `InlineRunner` works when asked (`run_pending`), which is what makes the
+device-free harness deterministic.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from enum import IntEnum
+
+log = logging.getLogger(__name__)
+
+Job = Callable[[], None]
+
+
+class Priority(IntEnum):
+    TURN = 0
+    BACKGROUND = 1
+
+
+class Runner:
+    """Runs jobs on one thread, turns before background work."""
+
+    def __init__(self, name: str = "turns") -> None:
+        self._queue: queue.PriorityQueue[tuple[int, int, Job | None]] = queue.PriorityQueue()
+        self._seq = itertools.count()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Job, priority: Priority = Priority.TURN) -> None:
+        self._queue.put((int(priority), next(self._seq), job))
+
+    def _run(self) -> None:
+        while (job := self._queue.get()[2]) is not None:
+            _safely(job)
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._queue.put((99, next(self._seq), None))
+        self._thread.join(timeout)
+
+
+class InlineRunner:
+    """Keeps jobs until `run_pending` runs one, on the caller's thread."""
+
+    def __init__(self) -> None:
+        self._jobs: list[tuple[int, int, Job]] = []
+        self._seq = itertools.count()
+
+    def submit(self, job: Job, priority: Priority = Priority.TURN) -> None:
+        self._jobs.append((int(priority), next(self._seq), job))
+        self._jobs.sort(key=lambda j: j[:2])
+
+    def run_pending(self) -> bool:
+        """Run the next job; False if there was none."""
+        if not self._jobs:
+            return False
+        _safely(self._jobs.pop(0)[2])
+        return True
+
+    def close(self, timeout: float = 5.0) -> None:  # noqa: ARG002
+        self._jobs.clear()
+
+
+def _safely(job: Job) -> None:
+    try:
+        job()
+    except Exception:  # a job reports its own failures; this is the last resort
+        log.exception("a turn job failed")

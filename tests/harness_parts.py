@@ -1,0 +1,176 @@
+"""Stand-ins for the device-free conversation tests (tests/test_conversation.py).
+
+These replace Whisper and the language models, and only them, so the conversation core's
+logic (speculation, held audio, early ends, barge-in, echo, modes, concurrent turns) can be
+driven frame by frame in virtual time and give the same result every run. They are named
+stand-ins on purpose: the real components are tested elsewhere (test_asr_tts.py,
+test_llamacpp.py, test_voice_loop.py on PulseAudio devices). The voice is the real espeak-ng
+voice and the VAD the real webrtcvad.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sarai.audio.asr import Transcript
+from sarai.audio.pcm import SAMPLE_RATE, read_audio
+from sarai.audio.settings import TtsSettings
+from sarai.audio.tts import EspeakVoice
+from sarai.daemon.config import load_config
+from sarai.daemon.conversation.harness import VoiceHarness
+from sarai.daemon.conversation.memory import Conversation
+from sarai.daemon.conversation.turn import Assistant
+from sarai.models.backend import CancelToken, Message
+from sarai.routing.router import Router
+
+_SPEECH: dict[tuple[str, str], np.ndarray] = {}
+
+
+def spoken(text: str, tmp: Path, voice: str = "en-us") -> np.ndarray:
+    """`text` spoken by espeak-ng at 16 kHz, without its leading and trailing silence."""
+    key = (text, voice)
+    if key not in _SPEECH:
+        wav = tmp / f"say-{uuid.uuid4().hex[:8]}.wav"
+        subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(wav), text], check=True)
+        pcm = read_audio(wav).samples
+        loud = np.flatnonzero(np.abs(pcm) > 300)
+        _SPEECH[key] = pcm[loud[0] : loud[-1] + 1]
+    return _SPEECH[key]
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * SAMPLE_RATE), np.int16)
+
+
+class ScriptedTranscriber:
+    """Stand-in for Whisper: it was told what each recording says, and recognises a recording
+    by its length (an utterance is the speech plus a little audio before and after it)."""
+
+    def __init__(self) -> None:
+        self._known: list[tuple[float, str]] = []
+        self.calls: list[float] = []
+
+    def learn(self, samples: np.ndarray, text: str) -> np.ndarray:
+        self._known.append((len(samples) / SAMPLE_RATE, text))
+        return samples
+
+    def transcribe(self, samples: np.ndarray, fit_window: bool = True) -> Transcript:  # noqa: ARG002
+        seconds = len(samples) / SAMPLE_RATE
+        self.calls.append(seconds)
+        # Pre-roll (300 ms) and the kept tail (≤ 200 ms) come with the speech.
+        text = min(self._known, key=lambda k: abs(k[0] + 0.4 - seconds))[1] if self._known \
+            else ""
+        return Transcript(text, "en", 1.0, "scripted")
+
+    def preload(self) -> None:
+        pass
+
+
+@dataclass
+class _Settings:
+    max_tokens: int = 200
+    temperature: float = 0.0
+
+
+@dataclass
+class _Support:
+    kinds: frozenset = frozenset()
+    why_not: str | None = None
+
+
+@dataclass
+class _Resolved:
+    model: str = "scripted"
+
+
+@dataclass
+class ScriptedModels:
+    """Stand-in for the model registry and its backends: every tier answers with
+    `reply(question)`, a few words at a time; `on_chunk` runs as each is sent."""
+
+    reply: Callable[[str], str] = lambda q: f"You said {q}"
+    on_chunk: Callable[[], None] | None = None
+    prompts: list[list[Message]] = field(default_factory=list)
+    name: str = "scripted"
+
+    def is_loaded(self, tier, **kw) -> bool:  # noqa: ARG002
+        return True
+
+    def backend(self, tier, **kw):  # noqa: ARG002
+        return self
+
+    def resolve(self, tier) -> _Resolved:  # noqa: ARG002
+        return _Resolved()
+
+    def settings(self, tier) -> _Settings:  # noqa: ARG002
+        return _Settings()
+
+    def media(self, tier, **kw) -> _Support:  # noqa: ARG002
+        return _Support()
+
+    def warm_up(self, tier, **kw) -> None:  # noqa: ARG002
+        pass
+
+    def starter_notice(self) -> None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+    def stream(self, messages: Sequence[Message], *, max_tokens: int, temperature: float = 0.0,
+               cancel: CancelToken | None = None) -> Iterator[str]:  # noqa: ARG002
+        self.prompts.append(list(messages))
+        if max_tokens <= 1:
+            return  # priming / warm-up: reading the prompt only
+        for word in self.reply(messages[-1].content).split(" "):
+            if cancel is not None and cancel.cancelled:
+                return
+            if self.on_chunk is not None:
+                self.on_chunk()
+            yield word + " "
+
+
+_ROUTER: Router | None = None
+
+
+def router(cache: Path) -> Router:
+    """The real router (its classifier trained once per test session)."""
+    global _ROUTER
+    if _ROUTER is None:
+        cfg = load_config(None)
+        _ROUTER = Router(cfg.routing, cache_dir=cache)
+    return _ROUTER
+
+
+class _Voices:
+    """The real espeak-ng voice, for every language."""
+
+    def __init__(self) -> None:
+        self._voice = EspeakVoice(TtsSettings(), "en")
+
+    def voice(self, language: str | None = None) -> EspeakVoice:  # noqa: ARG002
+        return self._voice
+
+
+def make_harness(tmp: Path, *, yaml: str = "", models: ScriptedModels | None = None,
+                 transcriber: ScriptedTranscriber | None = None, voices=None,
+                 **kw) -> VoiceHarness:
+    """A VoiceHarness over the default configuration (plus `yaml`), with the stand-ins."""
+    cfg_file = tmp / f"harness-{uuid.uuid4().hex[:6]}.yaml"
+    cfg_file.write_text(yaml)
+    cfg = load_config(cfg_file)
+    assistant = Assistant(
+        system_prompt=cfg.assistant.system_prompt,
+        registry=models or ScriptedModels(),  # type: ignore[arg-type]
+        router=router(tmp.parent / "router-cache"),
+        memory=Conversation(cfg.assistant.history_turns, cfg.assistant.history_tokens),
+        transcriber=transcriber or ScriptedTranscriber(),  # type: ignore[arg-type]
+        voices=voices or _Voices(),  # type: ignore[arg-type]
+    )
+    return VoiceHarness(assistant, cfg.listen, cfg.audio.vad, **kw)

@@ -1,0 +1,283 @@
+"""The conversation core driven frame by frame in virtual time, without sound devices.
+
+The microphone is fed espeak-ng speech one VAD frame at a time through the real front end
+(webrtcvad, echo removal, barge-in detection); the speaker plays in the same virtual time and
+can echo back into the microphone. Whisper and the language models are stand-ins
+(tests/harness_parts.py), so every run gives the same result: each scenario is checked for
+that too, twenty times in a row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from harness_parts import ScriptedModels, make_harness, silence, spoken
+
+from sarai.daemon.conversation.requests import MediaRef, RequestError, typed
+from sarai.daemon.events import ListenMode
+
+STORY = ("Once upon a time a dragon lived in the mountains above a quiet village. "
+         "Every morning it flew over the river and counted the boats below. "
+         "One day a girl climbed all the way up to ask it why it never came down.")
+
+
+def _say(h, tmp, text: str, *, learn: str | None = None, voice: str = "en-us") -> np.ndarray:
+    audio = spoken(text, tmp, voice)
+    h.core.assistant.transcriber.learn(audio, learn or text)
+    return audio
+
+
+def _turn_phases(h) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for ev in h.probe.seen:
+        if ev.kind.value == "phase":
+            out.setdefault(ev.data["turn"], []).append(ev.data["phase"])
+    return out
+
+
+# --- the scenarios (each returns a summary that must be the same on every run) -------------
+
+def speculation_dropped_when_the_user_goes_on(tmp):
+    h = make_harness(tmp)
+    first = _say(h, tmp, "I was thinking about the weather")
+    rest = spoken("and the rain we will have tomorrow.", tmp)
+    whole = np.concatenate([first, silence(0.3), rest])
+    h.core.assistant.transcriber.learn(whole, "I was thinking about the weather and the rain "
+                                              "we will have tomorrow.")
+    h.feed(np.concatenate([silence(0.3), whole]))
+    ended = h.now
+    h.probe.turn(30)
+    h.probe.no_turn(1.0)
+    turns = h.probe.turns()
+    phases = _turn_phases(h)
+    heard_early = len(h.speaker.heard_between(0, ended))
+    return {"turns": [(t["transcript"], t["outcome"]) for t in turns],
+            "phases": sorted(phases.values()), "heard_before_end": heard_early,
+            "heard": len(h.speaker.heard) > 0}
+
+
+def held_audio_released_at_the_end(tmp, text: str):
+    h = make_harness(tmp)
+    h.feed(np.concatenate([silence(0.3), _say(h, tmp, text)]))
+    turn = h.probe.turn(30)
+    return {"transcript": turn["transcript"], "phases": _turn_phases(h)[turn["id"]],
+            "first_answer_audio": turn["timings"]["first_answer_audio"]}
+
+
+def barge_in_pause_resume_interrupt(tmp):
+    h = make_harness(tmp, models=ScriptedModels(reply=lambda q: STORY if "story" in q
+                                                else f"You said {q}"))
+    fut = h.core.ask(typed("Tell me a story about a dragon."))
+    h.core.pump()
+    h.silence(1.5)
+    assert h.speaker.playing
+    paused_seen = []
+    cough = spoken("Ha.", tmp)[:1440]  # 90 ms of voice: a cough, not a turn
+    h.feed(cough, on_frame=lambda: paused_seen.append(h.speaker.queue.paused))
+    h.silence(0.6)
+    resumed = h.speaker.playing and not h.speaker.queue.paused
+    interruption = _say(h, tmp, "Stop. What is your name?")
+    h.feed(interruption)
+    first = h.probe.turn(30)
+    second = h.probe.turn(30)
+    return {"paused_for_cough": any(paused_seen), "resumed": resumed,
+            "first": (first["transcript"], first["outcome"], first["interrupted"],
+                      "barge_in_stop" in first["timings"]),
+            "second": second["transcript"], "asked": fut.done()}
+
+
+def own_echo_is_not_the_user(tmp):
+    h = make_harness(tmp, echo_gain=0.8, echo_delay_s=0.06,
+                     models=ScriptedModels(reply=lambda q: STORY))
+    h.core.ask(typed("Tell me a story about a dragon."))
+    h.core.pump()
+    paused: list[bool] = []
+    h.feed(silence(12.0), on_frame=lambda: paused.append(h.speaker.queue.paused))
+    h.probe.turn(60)
+    h.probe.no_turn(3.0)
+    turns = h.probe.turns()
+    return {"turns": [(t["transcript"], t["outcome"]) for t in turns],
+            "paused_frames": sum(paused),
+            "heard_s": round(sum(len(b) for _, b in h.speaker.heard) / 16000)}
+
+
+SCENARIOS = {
+    "speculation": speculation_dropped_when_the_user_goes_on,
+    "held": lambda tmp: held_audio_released_at_the_end(tmp, "What is your name?"),
+    "barge_in": barge_in_pause_resume_interrupt,
+    "echo": own_echo_is_not_the_user,
+}
+
+
+# --- the tests ----------------------------------------------------------------------------
+
+def test_a_speculative_start_is_dropped_when_the_user_goes_on(tmp_path):
+    s = speculation_dropped_when_the_user_goes_on(tmp_path)
+    assert s["turns"] == [("I was thinking about the weather and the rain we will have "
+                           "tomorrow.", "done")]
+    # The first pause started an answer that was dropped; the last one became the turn.
+    assert ["heard", "speculating", "dropped"] in s["phases"]
+    assert ["heard", "speculating", "answering", "speaking", "done"] in s["phases"]
+    assert s["heard_before_end"] == 0  # nothing of the dropped answer was ever heard
+    assert s["heard"]
+
+
+def test_held_audio_plays_at_once_when_the_pause_was_the_end(tmp_path):
+    s = held_audio_released_at_the_end(tmp_path, "What is your name?")
+    assert s["transcript"] == "What is your name?"
+    assert s["phases"] == ["heard", "speculating", "answering", "speaking", "done"]
+    # A finished question ends at complete_silence_ms (400) of silence; the answer was
+    # ready by then, so it is heard one frame and the device latency later.
+    assert 400 <= s["first_answer_audio"] <= 520, s
+
+
+def test_a_phrase_that_trails_off_waits_for_the_full_silence(tmp_path):
+    s = held_audio_released_at_the_end(tmp_path, "I was thinking that")
+    assert 700 <= s["first_answer_audio"] <= 820, s
+
+
+def test_barge_in_pauses_resumes_on_a_cough_and_interrupts_on_speech(tmp_path):
+    s = barge_in_pause_resume_interrupt(tmp_path)
+    assert s["paused_for_cough"] and s["resumed"]
+    assert s["first"] == ("Tell me a story about a dragon.", "interrupted", True, True)
+    assert s["second"] == "Stop. What is your name?"
+    assert s["asked"]
+
+
+def test_its_own_echo_is_not_taken_for_the_user(tmp_path):
+    s = own_echo_is_not_the_user(tmp_path)
+    assert s["turns"] == [("Tell me a story about a dragon.", "done")]
+    # Not even paused for a moment: its own voice never looked like the user talking over it.
+    assert s["paused_frames"] == 0
+    assert s["heard_s"] >= 8  # the whole answer was heard
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_every_scenario_gives_the_same_result_twenty_times(tmp_path, name):
+    first = SCENARIOS[name](tmp_path)
+    for _ in range(19):
+        assert SCENARIOS[name](tmp_path) == first
+
+
+def test_wake_mode_needs_the_phrase_then_follows_up_without_it(tmp_path):
+    h = make_harness(tmp_path, mode=ListenMode.WAKE)
+    h.feed(np.concatenate([silence(0.3), _say(h, tmp_path, "What is the weather like?")]))
+    h.silence(2.0)
+    assert h.probe.turns() == []
+    assert ["heard", "speculating", "answering", "dropped"] in _turn_phases(h).values() or \
+        ["heard", "speculating", "dropped"] in _turn_phases(h).values()
+    h.feed(_say(h, tmp_path, "Hey Sarai, what is your name?"))
+    assert h.probe.turn(30)["transcript"] == "what is your name?"
+    h.feed(_say(h, tmp_path, "And how old are you?"))
+    assert h.probe.turn(30)["transcript"] == "And how old are you?"
+
+
+def test_push_to_talk_hears_only_while_pushed_and_release_ends_the_turn(tmp_path):
+    h = make_harness(tmp_path, mode=ListenMode.PUSH)
+    h.feed(np.concatenate([silence(0.3), _say(h, tmp_path, "This should be ignored.")]))
+    h.silence(1.5)
+    assert h.probe.turns() == []
+    h.core.push(True)
+    h.core.pump()
+    h.feed(np.concatenate([silence(0.3), _say(h, tmp_path, "What is your name?")]))
+    h.core.push(False)
+    h.core.pump()
+    turn = h.probe.turn(30)
+    assert turn["transcript"] == "What is your name?" and turn["source"] == "push"
+    # Releasing ended it at once: no end-of-turn silence was waited for.
+    assert turn["timings"]["first_answer_audio"] < 300
+
+
+def test_a_typed_turn_during_a_spoken_one_keeps_each_to_its_own(tmp_path):
+    asked = []
+    models = ScriptedModels(reply=lambda q: f"About {q.rstrip('?.').lower()}. " * 2)
+    h = make_harness(tmp_path, models=models)
+    h.feed(np.concatenate([silence(0.3), _say(h, tmp_path, "Where do penguins live?")]))
+
+    def ask_while_speaking() -> None:
+        if h.speaker.playing and not asked:
+            asked.append(h.core.ask(typed("what is two plus two", speak=False)))
+
+    h.silence(1.0)
+    h.feed(silence(3.0), on_frame=ask_while_speaking)
+    turns = [h.probe.turn(30), h.probe.turn(30)]
+    assert asked and asked[0].done()
+    spoken_turn, typed_turn = sorted(turns, key=lambda t: t["source"] != "voice")
+    assert spoken_turn["transcript"] == "Where do penguins live?"
+    assert "penguins" in spoken_turn["reply"] and "two" not in spoken_turn["reply"]
+    assert typed_turn["transcript"] == "what is two plus two"
+    assert "two plus two" in typed_turn["reply"] and "penguins" not in typed_turn["reply"]
+    assert asked[0].result().reply == typed_turn["reply"]
+
+
+class _StopAfterSynthesis:
+    """The real espeak-ng voice, except that right after synthesising the answer's second
+    sentence the user barges in: the speaker is stopped before that audio is played."""
+
+    def __init__(self, h, inner) -> None:
+        self._h, self._inner, self.calls = h, inner, 0
+        self.sample_rate = inner.sample_rate
+        self.name = inner.name
+        self.stopped_at: float | None = None
+
+    def voice(self, language=None):  # noqa: ARG002
+        return self
+
+    def synthesize(self, text: str) -> np.ndarray:
+        audio = self._inner.synthesize(text)
+        self.calls += 1
+        if self.calls == 2:
+            self._h.speaker.stop()  # what a confirmed barge-in does to the speaker
+            self.stopped_at = self._h.now
+        return audio
+
+
+def test_nothing_of_a_cancelled_answer_plays_after_a_barge_in_between_synthesis_and_play(
+        tmp_path):
+    from harness_parts import _Voices
+
+    voices = None
+    h = make_harness(tmp_path, models=ScriptedModels(reply=lambda q: STORY))
+    voices = _StopAfterSynthesis(h, _Voices().voice())
+    h.core.assistant.voices = voices
+    h.core.ask(typed("Tell me a story."))
+    h.core.pump()
+    h.probe.turn(60)
+    assert voices.stopped_at is not None
+    assert len(h.speaker.heard_between(voices.stopped_at)) == 0
+
+
+def test_bad_requests_get_a_reason_and_other_turns_go_on(tmp_path):
+    models = ScriptedModels()
+    h = make_harness(tmp_path, models=models)
+    with pytest.raises(RequestError, match="nothing to ask"):
+        typed("   ")
+    with pytest.raises(RequestError, match="unknown language 'xx'"):
+        typed("hola", language="xx")
+    with pytest.raises(RequestError, match="is a directory"):
+        typed("hi", output=tmp_path)
+    # An attachment removed after it was asked about, before its turn ran.
+    picture = tmp_path / "p.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n")
+    models.on_chunk = lambda: picture.unlink(missing_ok=True)
+    first = h.core.ask(typed("Tell me something.", speak=False))
+    second = h.core.ask(typed("what is this?", media=(MediaRef(picture, "image"),),
+                              speak=False))
+    h.core.pump()
+    assert first.result().reply
+    rec = second.result()
+    assert rec.error and "removed before" in rec.error
+    # Muted: a spoken answer is refused with the reason; a printed one is answered.
+    h.core.set_mode(ListenMode.MUTED)
+    h.core.pump()
+    refused = h.core.ask(typed("hello"))
+    h.core.pump()
+    with pytest.raises(RequestError, match="muted"):
+        refused.result(1)
+    silent = h.core.ask(typed("hello", speak=False))
+    h.core.pump()
+    assert silent.result().reply
+    # Quitting: refused, and said so.
+    h.core.stop()
+    with pytest.raises(RequestError, match="shutting down"):
+        h.core.ask(typed("hello", speak=False)).result(1)
