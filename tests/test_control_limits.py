@@ -325,3 +325,28 @@ def test_the_client_waits_for_a_full_accept_queue_instead_of_failing(base):
         for s in [*held, *accepted, srv]:
             s.close()
     os.unlink(path)
+
+
+def test_a_flood_of_requests_behind_a_slow_one_is_cut_off(make):
+    served = make()
+    served.delay_s = 1.0
+    with connect(served.path) as s:
+        s.sendall(b'{"cmd": "status"}\n' + b'{"cmd": "status"}\n' * 300)
+        f = s.makefile("rb")
+        reply = json.loads(f.readline())
+        assert reply["code"] == "busy" and "more than 100 requests" in reply["error"]
+    assert len(served.requests) <= 2  # the flood was never run
+    assert status_ok(served.path)
+
+
+def test_a_failing_greeting_ends_the_subscription_with_an_error(make):
+    served = make()
+    served.server._greeting = lambda: 1 / 0  # a bug in what a new subscriber is told first
+    with connect(served.path) as s:
+        s.sendall(b'{"cmd": "subscribe", "id": 4}\n')
+        f = s.makefile("rb")
+        reply = json.loads(f.readline())
+        assert reply == {"ok": False, "id": 4, "code": "failed",
+                         "error": "internal error: ZeroDivisionError: division by zero"}
+        assert f.readline() == b""
+    assert wait_until(lambda: not served.hub._listeners, 5)

@@ -52,6 +52,7 @@ Handler = Callable[[Request], dict[str, Any]]
 _SUN_PATH_MAX = 108  # sizeof(sockaddr_un.sun_path) on Linux, terminating NUL included
 _TICK_S = 0.25  # how often timeouts are looked at
 _CLOSE_GRACE_S = 1.0  # how long close() lets replies in progress finish and go out
+_MAX_WAITING = 100  # request lines one connection may have waiting behind a running command
 
 
 class CommandFailed(Exception):
@@ -138,7 +139,7 @@ class ControlServer:
         self._workers = workers
         self._sock: socket.socket | None = None
         self._conns: dict[int, _Conn] = {}  # by file descriptor
-        self._posted: queue.SimpleQueue[tuple[_Conn, bytes, bool]] = queue.SimpleQueue()
+        self._posted: queue.SimpleQueue[tuple[_Conn, bytes, bool, bool]] = queue.SimpleQueue()
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -190,10 +191,12 @@ class ControlServer:
     def _run(self) -> None:
         try:
             while not self._closed.is_set():
-                self._turn(_TICK_S)
+                try:
+                    self._turn(_TICK_S)
+                except Exception:  # never expected; logged, and the socket keeps serving
+                    log.exception("the control socket hit an unexpected error")
+                    time.sleep(_TICK_S)
             self._finish()
-        except Exception:  # never expected; say so in the daemon log rather than vanish
-            log.exception("the control socket stopped serving")
         finally:
             for conn in list(self._conns.values()):
                 self._drop(conn)
@@ -244,8 +247,13 @@ class ControlServer:
             except OSError as exc:
                 log.warning("control socket accept failed: %s", exc)
                 return
-            sock.setblocking(False)
-            pid, uid, _ = peer_credentials(sock)
+            try:
+                sock.setblocking(False)
+                pid, uid, _ = peer_credentials(sock)
+            except OSError as exc:  # it hung up already
+                log.debug("control connection lost at accept: %s", exc)
+                sock.close()
+                continue
             conn = _Conn(sock, pid)
             self._conns[sock.fileno()] = conn
             self._sel.register(sock, selectors.EVENT_READ, conn)
@@ -282,6 +290,16 @@ class ControlServer:
         if conn.closing or conn.unsubscribe is not None:
             return  # refused, or a subscriber: anything it sends is ignored
         self._split_lines(conn, data)
+        if len(conn.lines) > _MAX_WAITING:
+            log.warning("closed a control connection (pid %d) with more than %d requests "
+                        "waiting", conn.pid, _MAX_WAITING)
+            conn.lines.clear()
+            self._queue(conn, encode(error_reply(
+                ErrorCode.BUSY, f"more than {_MAX_WAITING} requests sent without waiting for "
+                "the replies; closing the connection")))
+            conn.closing = True
+            self._write(conn)
+            return
         self._next(conn)
 
     def _split_lines(self, conn: _Conn, data: bytes) -> None:
@@ -333,7 +351,7 @@ class ControlServer:
 
     def _subscribe(self, conn: _Conn, req: SubscribeRequest) -> None:
         sub = _Subscription(lambda data: self._post(conn, data, False))
-        conn.unsubscribe = self._hub.subscribe(sub)
+        conn.unsubscribe = unsubscribe = self._hub.subscribe(sub)
         conn.lines.clear()
 
         def greet() -> None:
@@ -342,9 +360,11 @@ class ControlServer:
                     encode(ev.as_dict()) for ev in self._greeting())
             except Exception as exc:
                 log.exception("control subscription greeting failed")
-                first = encode(error_reply(ErrorCode.FAILED,
-                                           f"internal error: {type(exc).__name__}: {exc}",
-                                           req.id))
+                unsubscribe()
+                self._post(conn, encode(error_reply(
+                    ErrorCode.FAILED, f"internal error: {type(exc).__name__}: {exc}", req.id)),
+                    True, close=True)
+                return
             sub.release(first)
             self._post(conn, b"", True)
 
@@ -398,19 +418,23 @@ class ControlServer:
         if self._sel.get_key(conn.sock).events != selectors.EVENT_READ:
             self._sel.modify(conn.sock, selectors.EVENT_READ, conn)
 
-    def _post(self, conn: _Conn, data: bytes, done: bool) -> None:
-        """From any thread: send `data` to `conn`; `done` when its command has finished."""
-        self._posted.put((conn, data, done))
+    def _post(self, conn: _Conn, data: bytes, done: bool, *, close: bool = False) -> None:
+        """From any thread: send `data` to `conn`; `done` when its command has finished,
+        `close` to hang up after it."""
+        self._posted.put((conn, data, done, close))
         self._wake()
 
     def _take_posted(self) -> None:
         while True:
             try:
-                conn, data, done = self._posted.get_nowait()
+                conn, data, done, close = self._posted.get_nowait()
             except queue.Empty:
                 return
             self._queue(conn, data)
-            if done:
+            if close and not conn.closed:
+                conn.closing = True
+                self._write(conn)
+            elif done:
                 conn.busy = False
                 conn.last_seen = time.monotonic()
                 self._next(conn)
