@@ -122,7 +122,7 @@ class ControlServer:
 
     def __init__(self, path: Path, handler: Handler, hub: EventHub,
                  greeting: Callable[[], list[Event]], max_line: int = 64 * 1024, *,
-                 max_connections: int = 64, workers: int = 16, line_timeout_s: float = 10.0,
+                 max_connections: int = 128, workers: int = 16, line_timeout_s: float = 10.0,
                  write_timeout_s: float = 10.0, idle_timeout_s: float = 60.0,
                  max_pending: int = 1 << 20) -> None:
         self.path = path
@@ -142,6 +142,8 @@ class ControlServer:
         self._posted: queue.SimpleQueue[tuple[_Conn, bytes, bool, bool]] = queue.SimpleQueue()
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
+        self._refusals_since: float | None = None  # a refusal for being full was logged
+        self._refusals = 0  # … and this many more since
 
     def start(self) -> None:
         if len(os.fsencode(self.path)) >= _SUN_PATH_MAX:
@@ -263,11 +265,20 @@ class ControlServer:
             elif self._closed.is_set():
                 self._refuse(conn, ErrorCode.STOPPING, "SARAi is shutting down")
             elif sum(not c.closing for c in self._conns.values()) > self._max_conns:
-                log.warning("refused a control connection from pid %d: %d already open",
-                            pid, self._max_conns)
+                self._note_refusal(pid)
                 self._refuse(conn, ErrorCode.BUSY,
                              f"SARAi is serving {self._max_conns} connections already; "
                              "try again in a moment")
+
+    def _note_refusal(self, pid: int) -> None:
+        """Log a refusal for being full, once in a while: a retrying client makes many."""
+        now = time.monotonic()
+        if self._refusals_since is None:
+            self._refusals_since = now
+            log.warning("refused a control connection from pid %d: %d already open", pid,
+                        self._max_conns)
+        else:
+            self._refusals += 1
 
     def _refuse(self, conn: _Conn, code: ErrorCode, message: str) -> None:
         self._queue(conn, encode(error_reply(code, message)))
@@ -445,6 +456,11 @@ class ControlServer:
 
     def _check_timeouts(self) -> None:
         now = time.monotonic()
+        if self._refusals_since is not None and now - self._refusals_since > 10:
+            if self._refusals:
+                log.warning("refused %d more control connections in %.0f s (%d already open)",
+                            self._refusals, now - self._refusals_since, self._max_conns)
+            self._refusals_since, self._refusals = None, 0
         for conn in list(self._conns.values()):
             if conn.linger_until is not None:
                 if now > conn.linger_until:
