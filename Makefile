@@ -9,12 +9,13 @@ SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The tray menu: GTK 3 and AppIndicator introspection data, plus the headers PyGObject is built
 # against; a D-Bus session and xdotool for the tray tests; systemd-analyze and
 # desktop-file-validate check the service files. Asterisk's prompts and music are recorded
-# human speech (English, Spanish) and music for the VAD tests (tests/recordings.py).
+# human speech (English, Spanish) and music for the VAD tests (tests/recordings.py). strace
+# watches a whole turn for network lookups (tests/test_offline.py).
 APT_PACKAGES := espeak-ng sox libsndfile1 libportaudio2 pulseaudio pulseaudio-utils \
                 libasound2-plugins xvfb trayer imagemagick \
                 asterisk-core-sounds-en-wav asterisk-core-sounds-es-wav asterisk-moh-opsound-wav \
                 gir1.2-gtk-3.0 gir1.2-ayatanaappindicator3-0.1 libgirepository1.0-dev \
-                libcairo2-dev pkg-config dbus-daemon xdotool systemd desktop-file-utils
+                libcairo2-dev pkg-config dbus-daemon xdotool systemd desktop-file-utils strace
 # llama-cpp-python compiles from source once (10–20 min on 2 cores); pip caches the wheel.
 # Portable CPU flags so a cached wheel never meets a CPU it was not built for.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF

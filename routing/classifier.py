@@ -124,17 +124,34 @@ class TextScorer:
     # --- persistence ------------------------------------------------------------------
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write the model to `path`, 0600 in a 0700 folder like everything else in SARAi's
+        state folder (which also holds the user's transcripts)."""
+        _private_dir(path.parent)
         fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp.npz", dir=path.parent)
         os.close(fd)
         np.savez_compressed(tmp, grams=np.array(self._grams), weights=self._w, bias=self._b,
                             fingerprint=np.array(self.fingerprint))
+        os.chmod(tmp, 0o600)  # mkstemp's mode already; said outright, it cannot drift
         os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: Path) -> TextScorer:
         with np.load(path, allow_pickle=False) as z:
             return cls(z["grams"].tolist(), z["weights"], z["bias"], str(z["fingerprint"]))
+
+
+def _private_dir(path: Path) -> None:
+    """Create `path` (and missing parents) 0700, or tighten it when it is ours and looser."""
+    missing = []
+    p = path
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        d.mkdir(mode=0o700, exist_ok=True)
+    st = path.stat()
+    if st.st_mode & 0o077 and st.st_uid == os.getuid():
+        os.chmod(path, 0o700)
 
 
 def _fit_logistic(x, y: np.ndarray, c: float) -> tuple[np.ndarray, float]:

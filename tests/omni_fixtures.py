@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +27,38 @@ def write_tone(path: Path, seconds: float, *, rate: int = 16000, freq: float = 4
     return path
 
 
+@cache
+def _spoken(rate: int) -> np.ndarray:
+    """A few sentences of espeak-ng speech at `rate`, float32, trimmed of silence."""
+    from conftest import espeak
+    from sarai.audio.pcm import resample
+
+    with tempfile.TemporaryDirectory() as d:
+        data, sr = sf.read(espeak("What is the weather like in Barcelona today? Tell me "
+                                  "something about the history of the city.",
+                                  Path(d) / "s.wav"), dtype="float32")
+    loud = np.flatnonzero(np.abs(data) > 0.01)
+    data = data[loud[0] : loud[-1] + 1]
+    return resample(data, sr, rate) if rate != sr else data
+
+
+def speech_samples(seconds: float, rate: int = 16000) -> np.ndarray:
+    """Exactly `seconds` of speech (the sentences repeated, 0.4 s apart), float32."""
+    one = np.concatenate([_spoken(rate), np.zeros(int(0.4 * rate), np.float32)])
+    n = int(seconds * rate)
+    return np.tile(one, n // len(one) + 1)[:n]
+
+
+def write_speech(path: Path, seconds: float, *, rate: int = 16000) -> Path:
+    """A WAV of exactly `seconds` of speech: an attachment that passes the speech check."""
+    sf.write(path, speech_samples(seconds, rate), rate, format="WAV", subtype="PCM_16")
+    return path
+
+
 def write_video(path: Path, *, seconds: float = 3.0, fps: int = 10, size=(160, 120),
-                with_audio: bool = True) -> Path:
-    """An MPEG-4 video (changing colour) with an AAC tone track, encoded with PyAV."""
+                with_audio: bool = True, sound: np.ndarray | None = None) -> Path:
+    """An MPEG-4 video (changing colour) with an AAC sound track, encoded with PyAV: speech
+    unless `sound` (16 kHz float samples) is given."""
     import av
 
     c = av.open(str(path), "w")
@@ -44,8 +75,7 @@ def write_video(path: Path, *, seconds: float = 3.0, fps: int = 10, size=(160, 1
     for p in v.encode():
         c.mux(p)
     if a is not None:
-        t = np.arange(int(seconds * 16000)) / 16000
-        s = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+        s = (speech_samples(seconds) if sound is None else sound).astype(np.float32)
         for k in range(0, len(s), 1024):
             fr = av.AudioFrame.from_ndarray(s[None, k : k + 1024], format="flt", layout="mono")
             fr.sample_rate = 16000

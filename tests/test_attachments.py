@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 
+import numpy as np
 import pytest
-from omni_fixtures import write_tone, write_video
+import soundfile as sf
+from omni_fixtures import write_speech, write_video
 from PIL import Image
 
 from sarai.models.attachments import (
@@ -21,7 +24,7 @@ LIMITS = MediaLimits()
 
 
 def test_ten_minute_clip_is_cut_to_the_model_limit_with_a_note(tmp_path):
-    clip = write_tone(tmp_path / "long.wav", 600.0)
+    clip = write_speech(tmp_path / "long.wav", 600.0)
     (a,) = load(clip, LIMITS)
     assert a.kind is MediaKind.AUDIO
     assert a.seconds == pytest.approx(300.0, abs=0.05)
@@ -31,11 +34,14 @@ def test_ten_minute_clip_is_cut_to_the_model_limit_with_a_note(tmp_path):
 
 
 def test_short_clip_is_kept_whole_and_resampled_to_16k(tmp_path):
-    clip = write_tone(tmp_path / "short.wav", 2.5, rate=44100)
+    clip = write_speech(tmp_path / "short.wav", 2.5, rate=44100)
     (a,) = load(clip, LIMITS)
     assert a.note is None
     assert a.seconds == pytest.approx(2.5, abs=0.01)
     assert len(a.samples) == pytest.approx(2.5 * 16000, abs=20)
+    # The same sound, only resampled: as loud, and not shifted.
+    direct = sf.read(write_speech(tmp_path / "ref.wav", 2.5), dtype="float32")[0]
+    assert np.corrcoef(a.samples[: len(direct)], direct)[0, 1] > 0.95
 
 
 def test_huge_image_is_resized_within_qwen_limits(tmp_path):
@@ -46,7 +52,17 @@ def test_huge_image_is_resized_within_qwen_limits(tmp_path):
     assert (w, h) == (3584, 3584)  # floor(8000 / sqrt(64e6 / 16384·28²) / 28) · 28
     assert w * h <= LIMITS.image_max_pixels and w % PATCH_FACTOR == 0 == h % PATCH_FACTOR
     assert "resized from 8000×8000 to 3584×3584" in a.note
-    assert Image.open(__import__("io").BytesIO(a.data)).size == (3584, 3584)
+    assert Image.open(io.BytesIO(a.data)).size == (3584, 3584)
+
+
+def test_a_big_jpeg_is_decoded_at_a_reduced_scale_and_noted_at_its_real_size(tmp_path):
+    path = tmp_path / "photo.jpg"
+    Image.new("RGB", (9000, 6000), (200, 120, 10)).save(path, quality=80)
+    (a,) = load(path, LIMITS)
+    assert "resized from 9000×6000" in a.note
+    assert a.size[0] * a.size[1] <= LIMITS.image_max_pixels
+    assert Image.open(io.BytesIO(a.data)).getpixel((5, 5)) == pytest.approx((200, 120, 10),
+                                                                            abs=3)
 
 
 def test_small_image_is_scaled_up_to_the_minimum(tmp_path):
@@ -88,7 +104,7 @@ def test_missing_attachment(tmp_path):
 
 
 def test_wrong_kind_for_the_option(tmp_path):
-    clip = write_tone(tmp_path / "a.wav", 1.0)
+    clip = write_speech(tmp_path / "a.wav", 1.0)
     with pytest.raises(AttachmentError, match="is an audio file, not an image"):
         load(clip, LIMITS, expect=MediaKind.IMAGE)
 

@@ -11,7 +11,7 @@ import time
 
 import psutil
 import pytest
-from omni_fixtures import tiny, write_tone, write_video  # noqa: F401
+from omni_fixtures import tiny, write_speech, write_video  # noqa: F401
 from PIL import Image
 
 from sarai.audio.asr import Transcriber
@@ -40,8 +40,8 @@ def _ask(media, text="What is this?"):
 
 
 def test_audio_tokens_grow_with_the_clip(omni, tmp_path):
-    short = load(write_tone(tmp_path / "short.wav", 4.0), LIMITS)
-    long = load(write_tone(tmp_path / "long.wav", 40.0), LIMITS)
+    short = load(write_speech(tmp_path / "short.wav", 4.0), LIMITS)
+    long = load(write_speech(tmp_path / "long.wav", 40.0), LIMITS)
     plain = omni.count_prompt([SYSTEM, MediaMessage("user", "What is this?", ())])
     a = omni.count_prompt(_ask(short))
     b = omni.count_prompt(_ask(long))
@@ -63,7 +63,7 @@ def test_an_image_adds_image_tokens_and_a_bigger_one_more(omni, tmp_path):
 
 
 def test_audio_turn_streams_a_reply(omni, tmp_path):
-    media = load(write_tone(tmp_path / "q.wav", 3.0), LIMITS)
+    media = load(write_speech(tmp_path / "q.wav", 3.0), LIMITS)
     reply = "".join(omni.stream(_ask(media), max_tokens=6, temperature=0.8))
     assert isinstance(reply, str)
     assert omni.last_prompt.audio > 0
@@ -77,7 +77,7 @@ def test_text_turns_keep_the_prompt_cache_and_media_turns_start_clean(omni, tmp_
     "".join(omni.stream(hello, max_tokens=2, temperature=0))
     kept = omni._llm.n_tokens
     assert kept > 0  # the system prompt stays evaluated for the next text turn
-    media = load(write_tone(tmp_path / "q.wav", 1.0), LIMITS)
+    media = load(write_speech(tmp_path / "q.wav", 1.0), LIMITS)
     "".join(omni.stream(_ask(media), max_tokens=2, temperature=0))
     assert omni._llm.n_tokens == 0  # its positions are not Llama's: the next turn re-evaluates
     "".join(omni.stream(hello, max_tokens=2, temperature=0))
@@ -93,7 +93,7 @@ def test_video_sends_frames_and_sound(omni, tmp_path):
 def test_prompt_longer_than_the_context_is_a_clear_error(tiny, tmp_path):  # noqa: F811
     b = OmniBackend(tiny.gguf, mmproj=tiny.mmproj, n_ctx=512, threads=2)
     try:
-        media = load(write_tone(tmp_path / "q.wav", 5.0), LIMITS)
+        media = load(write_speech(tmp_path / "q.wav", 5.0), LIMITS)
         with pytest.raises(ModelError, match=r"more than the context \(512\)"):
             "".join(b.stream(_ask(media), max_tokens=4))
     finally:
@@ -137,7 +137,7 @@ def test_projector_is_kept_for_keep_s_then_freed(omni):
 
 
 def test_backend_unloads_the_projector_after_each_turn_by_default(omni, tmp_path):
-    media = load(write_tone(tmp_path / "q.wav", 1.0), LIMITS)
+    media = load(write_speech(tmp_path / "q.wav", 1.0), LIMITS)
     assert not omni.projector.loaded
     "".join(omni.stream(_ask(media), max_tokens=2))
     assert not omni.projector.loaded
@@ -164,7 +164,7 @@ def test_without_a_projector_audio_falls_back_to_the_transcript(tiny, models_dir
 
 
 def test_with_a_projector_audio_is_sent_as_audio(omni, tmp_path):
-    media = load(write_tone(tmp_path / "q.wav", 1.0), LIMITS)
+    media = load(write_speech(tmp_path / "q.wav", 1.0), LIMITS)
     turn = prepare_user_turn("and this?", media, accepts=omni.accepts(), tier="omni_fast")
     assert isinstance(turn.message, MediaMessage) and turn.note is None
     assert [a.kind for a in turn.message.media] == [MediaKind.AUDIO]

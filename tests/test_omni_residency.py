@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from omni_fixtures import tiny, write_tone  # noqa: F401
+from omni_fixtures import tiny, write_speech  # noqa: F401
 from PIL import Image
 
 from sarai.audio.asr import Transcriber
@@ -84,7 +84,7 @@ def test_media_turn_loads_the_text_model_once_and_the_projector_as_its_own_resid
         handle = reg.backend(Tier.OMNI_FAST)
         assert "".join(handle.stream([SYSTEM, Message("user", "hi")], max_tokens=3))
         assert not _projectors(reg)  # a text turn does not load the projector
-        media = load(write_tone(tmp_path / "q.wav", 2.0), LIMITS)
+        media = load(write_speech(tmp_path / "q.wav", 2.0), LIMITS)
         memory.release_freed()
         before = memory.sample().total_mb
         rec = a.text_turn("what is this?", None, media=media)
@@ -104,7 +104,7 @@ def test_media_turn_loads_the_text_model_once_and_the_projector_as_its_own_resid
                                                         abs=1)
         assert loaded - before > 0.6 * size_mb
         # A second media turn within keep_s reuses it.
-        a.text_turn("and this?", None, media=load(write_tone(tmp_path / "r.wav", 1.0), LIMITS))
+        a.text_turn("and this?", None, media=load(write_speech(tmp_path / "r.wav", 1.0), LIMITS))
         assert _loads(seen, proj_key) == 1 and _loads(seen, text_key) == 1
         # After keep_s idle seconds it is freed, and its memory is given back.
         assert wait_until(lambda: not _projectors(reg), timeout=15)
@@ -127,7 +127,7 @@ def test_keep_s_zero_frees_the_projector_right_after_the_prompt(tmp_path, tiny, 
     proj_key = reg.projector_key(Tier.OMNI_FAST)
     try:
         handle = reg.backend(Tier.OMNI_FAST)
-        media = load(write_tone(tmp_path / "q.wav", 1.0), LIMITS)
+        media = load(write_speech(tmp_path / "q.wav", 1.0), LIMITS)
         reply = handle.stream([SYSTEM, MediaMessage("user", "what is it?", tuple(media))],
                               max_tokens=3)
         next(reply, None)  # the prompt is encoded once the first token is out
@@ -147,7 +147,7 @@ def test_unloading_the_text_model_frees_its_projector_first(tmp_path, tiny, smol
     seen = _events(reg)
     try:
         handle = reg.backend(Tier.OMNI_FAST)
-        media = load(write_tone(tmp_path / "q.wav", 1.0), LIMITS)
+        media = load(write_speech(tmp_path / "q.wav", 1.0), LIMITS)
         "".join(handle.stream([SYSTEM, MediaMessage("user", "", tuple(media))], max_tokens=2))
         assert _projectors(reg)
         assert reg.unload(Tier.OMNI_FAST)

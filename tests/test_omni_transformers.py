@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from omni_fixtures import tiny, write_tone  # noqa: F401
+from omni_fixtures import tiny, write_speech  # noqa: F401
 from PIL import Image
 
 from sarai.models.attachments import MediaLimits, load
@@ -35,8 +35,8 @@ def test_text_turn_streams(hf):
 
 def test_audio_reaches_the_thinker_and_grows_with_length(hf, tmp_path):
     plain = hf.inputs([SYSTEM, Message("user", "What is this?")])["input_ids"].shape[-1]
-    short = hf.inputs(_ask(load(write_tone(tmp_path / "s.wav", 2.0), LIMITS)))
-    long = hf.inputs(_ask(load(write_tone(tmp_path / "l.wav", 6.0), LIMITS)))
+    short = hf.inputs(_ask(load(write_speech(tmp_path / "s.wav", 2.0), LIMITS)))
+    long = hf.inputs(_ask(load(write_speech(tmp_path / "l.wav", 6.0), LIMITS)))
     n_short, n_long = short["input_ids"].shape[-1], long["input_ids"].shape[-1]
     # Qwen2.5-Omni's audio encoder gives 25 tokens per second, without padding.
     assert n_short - plain == pytest.approx(2 * 25 + 2, abs=3)

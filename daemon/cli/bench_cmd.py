@@ -30,10 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def save_result(bench_dir: Path, name: str, result: dict[str, Any]) -> Path:
-    """Write `result` as bench/<name>-<timestamp>.json and return the path."""
-    bench_dir.mkdir(parents=True, exist_ok=True)
+    """Write `result` as bench/<name>-<timestamp>.json (owner only: it holds what was heard)
+    and return the path."""
+    from sarai.daemon.paths import private_dir, write_private
+
+    private_dir(bench_dir.parent)  # the state folder
     path = bench_dir / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    write_private(path, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     return path
 
 

@@ -159,18 +159,52 @@ def _quit(args: argparse.Namespace, ctx: None) -> int:  # noqa: ARG001
     if args.no_wait:
         print("SARAi is stopping")
         return 0
+    sock = socket_path(Paths.from_env().runtime_dir)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        # A daemon started from this shell and not yet reaped stays a zombie: it has exited.
+        # Where its state cannot be read (another PID namespace), its socket going quiet
+        # tells the same.
+        gone = _process_gone(pid)
+        if gone or (gone is None and not _socket_answers(sock)):
             print("SARAi stopped")
             return 0
-        except PermissionError:
-            break
         time.sleep(0.1)
     print(f"SARAi (pid {pid}) is still stopping")
     return 1
+
+
+def _process_gone(pid: int) -> bool | None:
+    """Whether `pid` has exited (no such process, or only its exit status is left: a
+    zombie); None when that cannot be told."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return None
+        return None
+    state = stat.rpartition(")")[2].split()[:1]  # the name in (…) may hold spaces
+    return state in (["Z"], ["X"], ["x"])
+
+
+def _socket_answers(path: Path) -> bool:
+    import socket
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(1.0)
+    try:
+        s.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
 
 
 def _events(args: argparse.Namespace, ctx: None) -> int:  # noqa: ARG001

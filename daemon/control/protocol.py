@@ -12,14 +12,20 @@ After `subscribe` the connection carries events ({"event": "state", ...}) until 
 from __future__ import annotations
 
 import json
+import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
+from sarai.daemon.control.wire import encode
 from sarai.daemon.events import ListenMode
 from sarai.models.settings import Tier
-from sarai.daemon.control.wire import encode
+
+# Requests nest at most three levels ({"attachments": [{…}]}); a little room above that, and
+# far below what makes the JSON parser recurse into a RecursionError.
+MAX_DEPTH = 8
+
 
 class ErrorCode(StrEnum):
     BAD_JSON = "bad_json"  # the line is not JSON
@@ -29,6 +35,8 @@ class ErrorCode(StrEnum):
     FORBIDDEN = "forbidden"  # the peer is another user
     FAILED = "failed"  # a valid request that could not be carried out
     STOPPING = "stopping"  # the daemon is shutting down
+    BUSY = "busy"  # too many connections; nothing was read, so the client may retry
+    TIMEOUT = "timeout"  # a request line was not finished in time
 
 
 class ProtocolError(Exception):
@@ -41,7 +49,8 @@ class ProtocolError(Exception):
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: "yes" is not a boolean and "5" is not a number; a request means what it says.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     id: int | str | None = None
 
@@ -72,7 +81,7 @@ class Attachment(BaseModel):
     """A file that goes with a question: a recording, a picture or a video, read by the
     daemon (it runs as the same user) and handed to the tier that answers."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     path: str = Field(min_length=1)
     kind: Literal["audio", "image", "video"] | None = None  # None: told by the file itself
@@ -144,13 +153,18 @@ COMMANDS = ("status", "mute", "unmute", "mode", "push", "ask", "models", "histor
 
 def parse_request(line: bytes | str) -> Request:
     """One request line → a typed request; ProtocolError with a plain sentence otherwise."""
+    raw = line.encode() if isinstance(line, str) else line
+    if nesting_depth(raw, MAX_DEPTH) > MAX_DEPTH:
+        raise ProtocolError(ErrorCode.BAD_REQUEST,
+                            f"request nested deeper than {MAX_DEPTH} levels; nothing was done")
     try:
-        data = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # also over-long integers, bad UTF-8
         raise ProtocolError(ErrorCode.BAD_JSON, f"not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "a request must be a JSON object")
-    rid = data.get("id") if isinstance(data.get("id"), int | str) else None
+    rid = data.get("id")
+    rid = rid if isinstance(rid, int | str) and not isinstance(rid, bool) else None
     cmd = data.get("cmd")
     if cmd is None:
         raise ProtocolError(ErrorCode.BAD_REQUEST, "a request needs a 'cmd'", rid)
@@ -160,9 +174,29 @@ def parse_request(line: bytes | str) -> Request:
             f"unknown command {str(cmd)[:40]!r} (known: {', '.join(COMMANDS)})", rid,
         )
     try:
-        return _ADAPTER.validate_python(data)
+        # Validated from the JSON text, where strict mode still takes "wake" for an enum and
+        # an array for a tuple, but no string for a boolean or a number.
+        return _ADAPTER.validate_json(raw)
     except ValidationError as exc:
         raise ProtocolError(ErrorCode.BAD_REQUEST, _first_error(exc), rid) from exc
+
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def nesting_depth(raw: bytes, stop_at: int | None = None) -> int:
+    """How deeply a JSON text nests arrays and objects, found without parsing it (brackets
+    inside strings do not count); counting stops once it passes `stop_at`."""
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    depth = deepest = 0
+    for b in brackets:
+        depth += 1 if b in b"[{" else -1
+        if depth > deepest:
+            deepest = depth
+            if stop_at is not None and deepest > stop_at:
+                break
+    return deepest
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -6,12 +6,15 @@ Under systemd, stderr goes to the journal, which stamps every line itself and un
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.handlers
 import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+
+from sarai.daemon.paths import open_private, private_dir
 
 _PRIORITY = {
     logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7,
@@ -55,11 +58,29 @@ def setup_logging(level: int, *, journal: bool, log_file: Path | None = None) ->
     err.setFormatter(JournalFormatter() if journal else logging.Formatter(TIMESTAMPED))
     root.addHandler(err)
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fh = logging.handlers.RotatingFileHandler(
-            log_file, maxBytes=1_000_000, backupCount=2, encoding="utf-8"
-        )
+        private_dir(log_file.parent)
+        fh = PrivateRotatingFileHandler(log_file, maxBytes=1_000_000, backupCount=2,
+                                        encoding="utf-8")
         fh.setFormatter(logging.Formatter(TIMESTAMPED))
         root.addHandler(fh)
-        os.chmod(log_file, 0o600)  # transcripts appear in the log; owner only
     root.setLevel(level)
+
+
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A rotating log that only its owner can read: transcripts appear in it.
+
+    The standard handler opens each new file with the umask's mode (0644 as a rule), so
+    after the first rotation the log would be readable by everyone again.
+    """
+
+    def __init__(self, filename: Path, **kw) -> None:
+        super().__init__(filename, **kw)
+        for i in range(1, self.backupCount + 1):  # backups an older version left looser
+            with contextlib.suppress(OSError):
+                backup = Path(f"{self.baseFilename}.{i}")
+                if backup.stat().st_mode & 0o077:
+                    os.chmod(backup, 0o600)
+
+    def _open(self):
+        fd = open_private(Path(self.baseFilename), os.O_WRONLY | os.O_APPEND)
+        return open(fd, self.mode, encoding=self.encoding, errors=self.errors)  # noqa: SIM115

@@ -12,6 +12,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from sarai.daemon.paths import open_private, private_dir
+
 log = logging.getLogger(__name__)
 
 
@@ -26,8 +28,8 @@ class TurnLog:
         line = json.dumps(record, ensure_ascii=False) + "\n"
         with self._lock:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                private_dir(self.path.parent)
+                fd = open_private(self.path, os.O_WRONLY | os.O_APPEND)
                 with os.fdopen(fd, "a", encoding="utf-8") as f:
                     f.write(line)
             except OSError as exc:  # a full disk must not stop the assistant
