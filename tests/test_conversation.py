@@ -257,8 +257,10 @@ def test_bad_requests_get_a_reason_and_other_turns_go_on(tmp_path):
     with pytest.raises(RequestError, match="is a directory"):
         typed("hi", output=tmp_path)
     # An attachment removed after it was asked about, before its turn ran.
+    from PIL import Image
+
     picture = tmp_path / "p.png"
-    picture.write_bytes(b"\x89PNG\r\n\x1a\n")
+    Image.new("RGB", (16, 16), "red").save(picture)
     models.on_chunk = lambda: picture.unlink(missing_ok=True)
     first = h.core.ask(typed("Tell me something.", speak=False))
     second = h.core.ask(typed("what is this?", media=(MediaRef(picture, "image"),),

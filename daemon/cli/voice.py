@@ -154,15 +154,19 @@ def _ask(args: argparse.Namespace, ctx: Context | None) -> int:  # noqa: ARG001
         raise AudioError(f"cannot write the answer to {args.output}: it is a directory")
     speak = not args.no_speak
     rec = None if args.here else _ask_daemon(args, paths, speak)
+    where = "answered by the running SARAi"
     if rec is None:
         rec = _ask_here(args, paths, speak)
+        where = "answered here" + ("" if args.here else " (SARAi is not running)")
     if args.json:
         _emit(rec, True)
-    else:
+    elif rec.get("reply") or not rec.get("error"):
         _emit(rec, False, reply_only=args.no_speak)
     if rec.get("error"):
         _say(f"error: {rec['error']}")
         return 1
+    if not args.json:
+        _say(where)
     return 0
 
 
@@ -177,8 +181,6 @@ def _ask_daemon(args: argparse.Namespace, paths: list[tuple[Path, str]],
     except DaemonNotRunning:
         return None
     with c:
-        pid = c.call("status")["pid"]
-        _say(f"asking the running SARAi (pid {pid})")
         request: dict[str, Any] = {
             "text": args.text.strip(), "speak": speak,
             "attachments": [{"path": str(p.resolve()), "kind": k} for p, k in paths]}
@@ -199,19 +201,24 @@ def _ask_here(args: argparse.Namespace, paths: list[tuple[Path, str]], speak: bo
     from sarai.daemon.conversation.requests import MediaRef, RequestError, typed
     from sarai.daemon.events import ListenMode
 
-    if not args.here:
-        _say("SARAi is not running; answering here")
+    from sarai.models.attachments import load
+
     ctx = load_context(args)
+    # Read the attachments before any model loads: a file that is not what it seems, or a
+    # recording without speech, is refused in one line, at once.
+    refs = tuple(MediaRef(p, k, tuple(load(p, expect=k, vad=ctx.config.audio.vad)))
+                 for p, k in paths)
     try:
-        request = typed(args.text, media=tuple(MediaRef(p, k) for p, k in paths),
-                        language=args.language, speak=speak, output=args.output)
+        request = typed(args.text, media=refs, language=args.language, speak=speak,
+                        output=args.output)
     except RequestError as exc:
         raise AudioError(str(exc)) from exc
     hear = any(k == "audio" for _, k in paths) or any(k == "video" for _, k in paths)
     assistant = build_assistant(ctx, hear=hear, speak=speak)
     _notice(ctx, assistant)
     listen = ctx.config.listen.model_copy(update={"mode": ListenMode.ALWAYS})
-    core = ConversationCore(assistant, listen, lambda ev: None, inline=True)
+    core = ConversationCore(assistant, listen, lambda ev: None, inline=True,
+                            vad=ctx.config.audio.vad)
     speaker = None
     try:
         if speak and args.output is None:

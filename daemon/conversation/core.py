@@ -27,6 +27,7 @@ from pathlib import Path
 
 from sarai.audio.clock import MONOTONIC, Clock
 from sarai.audio.playback import AudioSink, HeldSink, Output
+from sarai.audio.settings import VadSettings
 from sarai.audio.vad import Utterance
 from sarai.audio.wav_output import WavOutput
 from sarai.daemon.config import ListenSettings
@@ -72,9 +73,11 @@ class ConversationCore:
 
     def __init__(self, assistant: Assistant, listen: ListenSettings, emit: Emit, *,
                  clock: Clock = MONOTONIC, inline: bool = False,
-                 mode: ListenMode | None = None, history_size: int = 50) -> None:
+                 mode: ListenMode | None = None, history_size: int = 50,
+                 vad: VadSettings | None = None) -> None:
         self.assistant = assistant
         self._listen = listen
+        self._vad = vad  # how an audio attachment is checked for speech (default settings)
         self._emit = emit
         self.clock = clock
         self._runner: Runner | InlineRunner = InlineRunner() if inline else Runner()
@@ -285,9 +288,14 @@ class ConversationCore:
                 raise RequestError("no speaker is available right now"
                                    + (f" ({self._device_error})" if self._device_error else "")
                                    + "; ask with --no-speak for a printed answer")
-        for ref in req.media:
-            if not ref.path.is_file():
-                raise RequestError(f"attachment not found: {ref.path}")
+        if req.media:
+            from sarai.models.attachments import check
+
+            for ref in req.media:
+                try:
+                    check(ref.path, ref.kind)  # headers only: is it what it says, within limits
+                except ModelError as exc:
+                    raise RequestError(str(exc)) from exc
 
     def _on_SetMode(self, msg: m.SetMode) -> None:
         if msg.mode is not ListenMode.MUTED:
@@ -613,19 +621,22 @@ class ConversationCore:
                 return rec
         return a.voice_turn(req.utterance, sink, turn.cancel, marks, rec=rec, remember=False)
 
-    @staticmethod
-    def _load_media(req: TurnRequest) -> list:
+    def _load_media(self, req: TurnRequest) -> list:
+        """The attachments, decoded within the limits; audio must hold speech."""
         if not req.media:
             return []
-        from sarai.models.attachments import MediaKind, MediaLimits, load
+        from sarai.models.attachments import MediaLimits, load
 
         limits = MediaLimits()
         media = []
         for ref in req.media:
+            if ref.loaded:
+                media.extend(ref.loaded)
+                continue
             path = Path(ref.path)
-            if not path.is_file():
+            if not path.exists():
                 raise ModelError(f"attachment {path} was removed before SARAi could read it")
-            media.extend(load(path, limits, expect=MediaKind(ref.kind) if ref.kind else None))
+            media.extend(load(path, limits, expect=ref.kind, vad=self._vad))
         return media
 
     # --- state ------------------------------------------------------------------------

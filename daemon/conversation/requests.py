@@ -7,7 +7,7 @@ be answered is refused with `RequestError`, whose text says why in one sentence.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
@@ -40,10 +40,12 @@ class RequestError(Exception):
 
 @dataclass(frozen=True)
 class MediaRef:
-    """An attachment named by its path; read when its turn runs."""
+    """An attachment named by its path; read when its turn runs, unless the asker already
+    read it (`loaded`: its decoded parts)."""
 
     path: Path
     kind: str | None = None  # audio | image | video; None = tell by content
+    loaded: tuple = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ class VoiceLoop:
         self.assistant = assistant
         self._own_core = core is None
         self.core = core or ConversationCore(assistant, self._listen, emit, mode=mode,
-                                             history_size=history_size)
+                                             history_size=history_size, vad=audio.vad)
         self._echo = EchoGate()
         self.front = FrontEnd(self.core, audio.vad, self._listen, self._echo)
         self._stop = threading.Event()

@@ -112,7 +112,8 @@ class Daemon:
         self.assistant = assistant
         core = ConversationCore(assistant, self.ctx.config.listen, self.hub.publish,
                                 mode=self.ctx.config.listen.mode,
-                                history_size=self.settings.history_size)
+                                history_size=self.settings.history_size,
+                                vad=self.ctx.config.audio.vad)
         core.start()
         self.core = core
         note = assistant.registry.starter_notice()
