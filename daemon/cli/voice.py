@@ -200,7 +200,6 @@ def _ask_here(args: argparse.Namespace, paths: list[tuple[Path, str]], speak: bo
     from sarai.daemon.conversation.core import ConversationCore
     from sarai.daemon.conversation.requests import MediaRef, RequestError, typed
     from sarai.daemon.events import ListenMode
-
     from sarai.models.attachments import load
 
     ctx = load_context(args)
