@@ -25,6 +25,7 @@ from sarai.audio.tts import EspeakVoice
 from sarai.daemon.config import load_config
 from sarai.daemon.conversation.harness import VoiceHarness
 from sarai.daemon.conversation.memory import Conversation
+from sarai.daemon.conversation.speech import SpokenLimits
 from sarai.daemon.conversation.turn import Assistant
 from sarai.models.backend import CancelToken, Message
 from sarai.routing.router import Router
@@ -172,5 +173,6 @@ def make_harness(tmp: Path, *, yaml: str = "", models: ScriptedModels | None = N
         memory=Conversation(cfg.assistant.history_turns, cfg.assistant.history_tokens),
         transcriber=transcriber or ScriptedTranscriber(),  # type: ignore[arg-type]
         voices=voices or _Voices(),  # type: ignore[arg-type]
+        spoken=SpokenLimits(cfg.assistant.spoken_max_sentences, cfg.assistant.spoken_max_s),
     )
     return VoiceHarness(assistant, cfg.listen, cfg.audio.vad, **kw)

@@ -283,3 +283,39 @@ def test_bad_requests_get_a_reason_and_other_turns_go_on(tmp_path):
     h.core.stop()
     with pytest.raises(RequestError, match="shutting down"):
         h.core.ask(typed("hello", speak=False)).result(1)
+
+
+def test_a_long_answer_is_spoken_only_to_speaking_length_and_kept_whole(tmp_path):
+    six = " ".join(f"This is sentence number {n} of the answer." for n in
+                   ("one", "two", "three", "four", "five", "six"))
+    h = make_harness(tmp_path, yaml="assistant:\n  spoken_max_sentences: 3\n",
+                     models=ScriptedModels(reply=lambda q: six))
+    fut = h.core.ask(typed("Tell me everything."))
+    h.core.pump()
+    turn = h.probe.turn(60)
+    assert turn["reply"] == six  # the whole reply is in the record…
+    assert "number three" in turn["spoken"] and "number four" not in turn["spoken"]
+    assert fut.result().reply == six
+    assert h.core.assistant.memory.messages()[-1].content == six  # …and in the memory
+    heard_s = sum(len(b) for _, b in h.speaker.heard) / 16000
+    three = sum(len(h.core.assistant.voices.voice().synthesize(
+        f"This is sentence number {n} of the answer.")) for n in ("one", "two", "three"))
+    assert heard_s == pytest.approx(three / 22050, abs=0.5)
+
+
+def test_a_turn_no_tier_could_answer_is_announced_and_apologised_for(tmp_path):
+    class Broken(ScriptedModels):
+        def stream(self, messages, **kw):
+            from sarai.models.errors import ModelError
+
+            if kw.get("max_tokens", 0) > 1:
+                raise ModelError("model file not found: /models/gone.gguf")
+            return iter(())
+
+    h = make_harness(tmp_path, models=Broken())
+    h.core.ask(typed("Hello there."))
+    h.core.pump()
+    turn = h.probe.turn(30)
+    assert "gone.gguf" in turn["error"]
+    assert h.state.value == "error" and "gone.gguf" in h.core.view.message
+    assert len(h.speaker.heard) > 0  # the short apology was heard

@@ -93,6 +93,7 @@ class ConversationCore:
         self._asked_load: str | None = None  # a load someone asked for, outside turns
         self._hearing = False
         self._device_error: str | None = None
+        self._turn_error: str | None = None  # why the last turn had no answer
         self._follow_up_until = 0.0
         self._prime_cancel: CancelToken | None = None
         start = mode or listen.mode
@@ -416,6 +417,7 @@ class ConversationCore:
             m.StageReached(tid, stage, detail)))
         marks.point(Stage.END_OF_SPEECH if req.utterance is not None else Stage.REQUEST, zero)
         turn = Turn(tid, req, marks, needs_wake=needs_wake, future=future)
+        self._turn_error = None
         self._turns[tid] = turn
         self._announce(turn)
         return turn
@@ -432,7 +434,7 @@ class ConversationCore:
             self._advance(turn, TurnPhase.SPECULATING)
         else:
             self._advance(turn, TurnPhase.ANSWERING)
-        self._runner.submit(lambda: self._run_turn(turn), Priority.TURN)
+        self._runner.submit(lambda: self._run_turn(turn), Priority.VOICE)
         self._cancel_priming()
 
     def _advance(self, turn: Turn, to: TurnPhase) -> None:
@@ -488,6 +490,8 @@ class ConversationCore:
         self.assistant.remember(rec)
         if self._view.mode is ListenMode.WAKE and turn.request.utterance is not None:
             self._follow_up_until = self.clock.now() + self._listen.follow_up_s
+        if rec.error:  # announced until the next turn begins (SARAi also said sorry)
+            self._turn_error = f"the last turn could not be answered: {rec.error}"
         self._history.append(rec)
         self._view = replace(self._view, turns=self._view.turns + 1)
         self._emit(Event(EventKind.TURN, rec.as_dict()))
@@ -659,6 +663,8 @@ class ConversationCore:
             state = State.MUTED
         elif self._device_error:
             state, message = State.ERROR, self._device_error
+        elif self._turn_error and not self._hearing:
+            state, message = State.ERROR, self._turn_error
         elif self._output is None and not self._hearing:
             state = State.IDLE
         else:

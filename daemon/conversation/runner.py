@@ -1,7 +1,8 @@
 """Where turns are worked on: one at a time, so no model ever serves two generations at once.
 
-Turn jobs go first; background jobs (reading the next prompt into the model's cache) only run
-when no turn waits, and the core cancels them as soon as one does. `Runner` works on a thread
+Turns heard on the microphone go first (the user is there, waiting), then other turns (typed,
+from the socket), then background jobs (reading the next prompt into the model's cache),
+which the core cancels as soon as a turn comes. `Runner` works on a thread
 of its own; `InlineRunner` works when asked (`run_pending`), which is what makes the
 device-free harness deterministic.
 """
@@ -21,8 +22,9 @@ Job = Callable[[], None]
 
 
 class Priority(IntEnum):
-    TURN = 0
-    BACKGROUND = 1
+    VOICE = 0
+    TURN = 1
+    BACKGROUND = 2
 
 
 class Runner:
