@@ -22,6 +22,7 @@ import numpy as np
 from sarai.audio.pcm import resample
 
 Notify = Callable[[float], None]  # called with the time (perf_counter clock) something happened
+Done = Callable[[float, bool], None]  # called with when a session ended, and if it was cut
 
 
 class AudioSink(Protocol):
@@ -44,7 +45,7 @@ class Output(Protocol):
     def playing(self) -> bool: ...
 
     def session(self, on_first_audio: Notify | None = None,
-                on_done: Notify | None = None) -> AudioSink:
+                on_done: Done | None = None) -> AudioSink:
         """A sink for one answer, bound to the current generation."""
 
     def pause(self) -> None: ...
@@ -61,10 +62,11 @@ class Output(Protocol):
 
 class PlaybackSession:
     """One answer's audio on a speaker. `on_first_audio(t)` when its first sound is heard,
-    `on_done(t)` once it has finished and everything it played was heard (or it was cut)."""
+    `on_done(t, cut)` once it has finished and everything it played was heard, or it was
+    cut (stopped, or its device went away)."""
 
     def __init__(self, queue: PlaybackQueue, generation: int,
-                 on_first_audio: Notify | None = None, on_done: Notify | None = None) -> None:
+                 on_first_audio: Notify | None = None, on_done: Done | None = None) -> None:
         self._queue = queue
         self.generation = generation
         self._on_first_audio = on_first_audio
@@ -98,11 +100,12 @@ class PlaybackSession:
                 self._on_first_audio(at)
 
     def _finish_at(self, at: float) -> None:
+        self._queue._open.discard(self)
         if not self._done.is_set():
             self.done_at = at
             self._done.set()
             if self._on_done is not None:
-                self._on_done(at)
+                self._on_done(at, self.cut)
 
 
 class PlaybackQueue:
@@ -117,11 +120,14 @@ class PlaybackQueue:
         self._paused = False
         self._heard_until = 0.0  # when the last sound handed over will have been heard
         self.stopped_at: float | None = None  # when the last sound left after pause/stop
+        self._open: set[PlaybackSession] = set()  # sessions of this generation not yet done
 
     def session(self, on_first_audio: Notify | None = None,
-                on_done: Notify | None = None) -> PlaybackSession:
+                on_done: Done | None = None) -> PlaybackSession:
         with self._lock:
-            return PlaybackSession(self, self.generation, on_first_audio, on_done)
+            session = PlaybackSession(self, self.generation, on_first_audio, on_done)
+            self._open.add(session)
+            return session
 
     @property
     def playing(self) -> bool:
@@ -167,14 +173,15 @@ class PlaybackQueue:
                 self.stopped_at = max(at, self._heard_until) if self._chunks else at
             self._paused = False
             self.generation += 1
-            cut = {id(s): s for s, _, _ in self._chunks}
             self._chunks.clear()
             self._offset = 0
-            for s in cut.values():
+            # Every session of the old generation ends now, cut, whether or not its answer
+            # is still being written: nothing more of it will be heard.
+            cut, self._open = self._open, set()
+            for s in cut:
                 s.pending = 0
                 s.cut = True
-                if s.finished:
-                    s._finish_at(at)
+                s._finish_at(at)
 
     def pull(self, out: np.ndarray, heard_at: float) -> int:
         """Fill `out` (int16, one block) with what is next; `heard_at`: when the block's first

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from sarai.audio.playback import Notify, PlaybackQueue, PlaybackSession
+from sarai.audio.playback import Done, Notify, PlaybackQueue, PlaybackSession
 
 
 class VirtualClock:
@@ -47,7 +47,7 @@ class MemorySpeaker:
         self.alive = True
 
     def session(self, on_first_audio: Notify | None = None,
-                on_done: Notify | None = None) -> PlaybackSession:
+                on_done: Done | None = None) -> PlaybackSession:
         return self.queue.session(on_first_audio, on_done)
 
     @property

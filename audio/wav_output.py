@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 
 from sarai.audio.pcm import SAMPLE_RATE, resample, write_wav
-from sarai.audio.playback import Notify
+from sarai.audio.playback import Done, Notify
 
 
 class _FileSession:
     """One answer's audio, appended to the file; "heard" the moment it is written."""
 
     def __init__(self, out: WavOutput, on_first_audio: Notify | None,
-                 on_done: Notify | None) -> None:
+                 on_done: Done | None) -> None:
         self._out = out
         self._on_first_audio = on_first_audio
         self._on_done = on_done
@@ -38,7 +38,7 @@ class _FileSession:
         if self.done_at is None:
             self.done_at = time.perf_counter()
             if self._on_done is not None:
-                self._on_done(self.done_at)
+                self._on_done(self.done_at, False)
 
     def wait(self, timeout: float | None = None) -> bool:  # noqa: ARG002
         return self.done_at is not None
@@ -62,7 +62,7 @@ class WavOutput:
         self.playing = False
 
     def session(self, on_first_audio: Notify | None = None,
-                on_done: Notify | None = None) -> _FileSession:
+                on_done: Done | None = None) -> _FileSession:
         if self._parts and self._rate is not None:
             self._parts.append(np.zeros(int(self._rate * self.GAP_S), dtype=np.int16))
         return _FileSession(self, on_first_audio, on_done)

@@ -319,3 +319,5 @@ def test_a_turn_no_tier_could_answer_is_announced_and_apologised_for(tmp_path):
     assert "gone.gguf" in turn["error"]
     assert h.state.value == "error" and "gone.gguf" in h.core.view.message
     assert len(h.speaker.heard) > 0  # the short apology was heard
+    h.silence(6.0)
+    assert h.state.value == "listening"  # …and then it listens again

@@ -7,24 +7,23 @@ as a loudspeaker next to a microphone would.
 
 from __future__ import annotations
 
-import os
 import queue
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
+from private_pulse import PrivatePulse
 from recordings import PROMPTS
 
+from conftest import StreamSpy, wait_until
 from sarai.audio.errors import AudioError
 from sarai.audio.pcm import read_audio
-from conftest import StreamSpy, wait_until
 from sarai.daemon.app import Context, build_assistant
 from sarai.daemon.config import load_config
+from sarai.daemon.conversation.voice_loop import VoiceLoop
 from sarai.daemon.events import Event, EventKind, ListenMode, State
 from sarai.daemon.paths import Paths
-from sarai.daemon.conversation.voice_loop import VoiceLoop
 
 
 class Harness:
@@ -200,43 +199,6 @@ def test_forget_that_clears_the_memory(voice, make_speech):
     turn = h.turn()
     assert "forget" in turn["reason"], turn
     assert len(h.loop.assistant.memory) == 0
-
-
-class PrivatePulse:
-    """A PulseAudio server of this test's own, so it can be killed without harming others."""
-
-    def __init__(self, sock: Path) -> None:
-        self.sock = sock
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "--use-pid-file=no",
-             "-L", f"module-native-protocol-unix socket={self.sock} auth-anonymous=1",
-             "-L", "module-null-sink sink_name=room rate=16000 channels=1",
-             "-L", "module-null-sink sink_name=speaker"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        env = {**self.env, "PATH": "/usr/bin:/bin"}
-        for _ in range(100):
-            if subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode == 0:
-                return
-            time.sleep(0.05)
-        raise AssertionError("private PulseAudio server did not start")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {"PULSE_SERVER": f"unix:{self.sock}", "PULSE_SOURCE": "room.monitor",
-                "PULSE_SINK": "speaker"}
-
-    def play(self, wav: Path) -> None:
-        subprocess.run(["paplay", "--device=room", str(wav)], env={**os.environ, **self.env},
-                       check=True, timeout=30)
 
 
 def test_microphone_that_goes_away_is_retried_and_comes_back(models_dir, monkeypatch, tmp_path,

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 Emit = Callable[[Event], None]
 _WAKE_ACK = {"en": "Yes?", "es": "¿Sí?"}
+_TURN_ERROR_S = 5.0  # how long a turn that failed shows as the error state
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class ConversationCore:
         self._hearing = False
         self._device_error: str | None = None
         self._turn_error: str | None = None  # why the last turn had no answer
+        self._turn_error_until = 0.0
         self._follow_up_until = 0.0
         self._prime_cancel: CancelToken | None = None
         start = mode or listen.mode
@@ -195,6 +197,8 @@ class ConversationCore:
             msg = self._next(timeout=1.0)
             if msg is not None:
                 self._handle(msg)
+            else:
+                self._refresh()  # states that pass with time
 
     def _next(self, timeout: float | None) -> m.Message | None:
         with self._wake:
@@ -217,6 +221,7 @@ class ConversationCore:
                 handled += 1
                 continue
             if not (self._inline and self._runner.run_pending()):
+                self._refresh()  # states that pass with time
                 return handled
 
     # --- handling (the core's thread only) --------------------------------------------
@@ -401,6 +406,11 @@ class ConversationCore:
         turn = self._turns.get(msg.turn)
         if turn is not None:
             turn.heard_all = True
+            if msg.cut and not turn.cancel.cancelled:
+                # Not by a barge-in, so by the device (it went away): nobody can hear the
+                # rest of this answer, so it stops here too.
+                turn.cut = True
+                turn.cancel.cancel()
             self._finish_if_heard(turn)
 
     def _on_Dropped(self, msg: m.Dropped) -> None:
@@ -479,8 +489,11 @@ class ConversationCore:
         if turn.written is None or not turn.heard_all or turn.priming or not turn.committed:
             return
         rec = turn.written
-        outcome = TurnPhase.INTERRUPTED if turn.cancel.cancelled else TurnPhase.DONE
-        rec.interrupted = rec.interrupted or outcome is TurnPhase.INTERRUPTED
+        interrupted = turn.cancel.cancelled or turn.cut
+        outcome = TurnPhase.INTERRUPTED if interrupted else TurnPhase.DONE
+        rec.interrupted = rec.interrupted or interrupted
+        if turn.cut and rec.error is None:
+            rec.error = "the answer was cut short: the speaker went away"
         rec.outcome = outcome.value
         rec.id = turn.id
         turn.marks.point(Stage.DONE)
@@ -490,8 +503,9 @@ class ConversationCore:
         self.assistant.remember(rec)
         if self._view.mode is ListenMode.WAKE and turn.request.utterance is not None:
             self._follow_up_until = self.clock.now() + self._listen.follow_up_s
-        if rec.error:  # announced until the next turn begins (SARAi also said sorry)
+        if rec.error:  # announced for a while, or until the next turn (SARAi said sorry too)
             self._turn_error = f"the last turn could not be answered: {rec.error}"
+            self._turn_error_until = self.clock.now() + _TURN_ERROR_S
         self._history.append(rec)
         self._view = replace(self._view, turns=self._view.turns + 1)
         self._emit(Event(EventKind.TURN, rec.as_dict()))
@@ -553,8 +567,9 @@ class ConversationCore:
         if output is None:
             return None
         tid = turn.id
-        session = output.session(on_first_audio=lambda t: self.post(m.FirstAudio(tid, t)),
-                                 on_done=lambda t: self.post(m.PlaybackDone(tid, t)))
+        session = output.session(
+            on_first_audio=lambda t: self.post(m.FirstAudio(tid, t)),
+            on_done=lambda t, cut: self.post(m.PlaybackDone(tid, t, cut)))
         if isinstance(output, WavOutput):
             turn.file_output = output
         if turn.held is not None:
@@ -663,7 +678,8 @@ class ConversationCore:
             state = State.MUTED
         elif self._device_error:
             state, message = State.ERROR, self._device_error
-        elif self._turn_error and not self._hearing:
+        elif self._turn_error and not self._hearing \
+                and self.clock.now() < self._turn_error_until:
             state, message = State.ERROR, self._turn_error
         elif self._output is None and not self._hearing:
             state = State.IDLE

@@ -152,3 +152,4 @@ class FirstAudio(Message):
 class PlaybackDone(Message):
     turn: int
     at: float
+    cut: bool = False  # stopped before all of it was heard (a barge-in, the speaker went away)

@@ -72,6 +72,7 @@ class Turn:
     written: TurnRecord | None = None  # the runner's record, once the reply is written
     heard_all: bool = False  # its audio has been heard (or there was none)
     priming: bool = False  # the next prompt is being read into the model
+    cut: bool = False  # its audio was cut off by the output device, not by the user
     why: str = ""  # why it was dropped
     needs_wake: bool = False  # it must start with a wake phrase to be answered
     future: Future[TurnRecord] | None = None  # a typed turn's asker waits on this

@@ -149,8 +149,17 @@ class VoiceLoop:
 
     # --- the microphone thread --------------------------------------------------------
 
+    def _check_speaker(self) -> None:
+        """A speaker that went away mid-answer cuts that answer (its sessions end as cut);
+        the next answer opens the device again."""
+        speaker = self.speaker
+        if speaker is not None and speaker.playing and not speaker.alive:
+            log.error("the speaker went away in the middle of an answer")
+            speaker.stop()
+
     def _reopen_mic(self) -> None:
         """The microphone is missing or went away: report it and retry until it is back."""
+        self._check_speaker()
         if self._mic is not None:
             self._mic.close()
             self._mic = None
@@ -181,6 +190,7 @@ class VoiceLoop:
                 continue
             block, captured_at = item
             silent_reads = 0
+            self._check_speaker()
             if mic.overflows != overflows:
                 log.warning("the microphone delivered faster than it was read: %d blocks lost",
                             mic.overflows - overflows)
