@@ -29,7 +29,6 @@ from types import ModuleType
 from typing import Any
 
 from sarai.daemon.control.client import ControlClient
-
 from sarai.daemon.control.wire import ControlError, socket_path
 from sarai.daemon.paths import Paths
 from sarai.daemon.tray.icon import render_icon
