@@ -246,7 +246,7 @@ def _events(args: argparse.Namespace, ctx: None) -> int:  # noqa: ARG001
 def _tray(args: argparse.Namespace, ctx: None) -> int:  # noqa: ARG001
     from sarai.daemon.tray.app import run_tray
 
-    return run_tray(Paths.from_env(), backend=args.backend)
+    return run_tray(Paths.from_env(), backend=args.backend, config=args.config)
 
 
 def _service(args: argparse.Namespace, ctx: None) -> int:  # noqa: ARG001
