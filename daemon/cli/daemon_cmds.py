@@ -137,11 +137,11 @@ def _push(args: argparse.Namespace, ctx: None) -> int:  # noqa: ARG001
 def _history(args: argparse.Namespace, ctx: None) -> int:  # noqa: ARG001
     if args.plot is not None:
         return _plot_history(args)
+    with client() as c:
+        turns = c.call("history", limit=max(1, args.n))["turns"]
     from sarai.daemon.cli.report import format_turn
     from sarai.daemon.conversation.turn import TurnRecord
 
-    with client() as c:
-        turns = c.call("history", limit=max(1, args.n))["turns"]
     for t in turns:
         print(json.dumps(t, ensure_ascii=False) if args.json
               else format_turn(TurnRecord.from_dict(t)) + "\n")

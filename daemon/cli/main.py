@@ -76,7 +76,8 @@ class _Version(argparse.Action):
             text = version("sarai")
         except PackageNotFoundError:
             text = "(not installed)"
-        parser.exit(message=f"sarai {text}\n")
+        print(f"sarai {text}")
+        parser.exit()
 
 
 def _modules(only: str | None) -> list[ModuleType]:
