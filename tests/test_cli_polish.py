@@ -55,8 +55,8 @@ def test_spelt_out_tier_and_pull_names_match_the_models_package():
     from sarai.models import pull
     from sarai.models.settings import Tier
 
-    assert models_cmd.TIERS == [t.value for t in Tier]
-    assert models_cmd.PULLABLE == {n: p.tier.value for n, p in pull.CATALOGUE.items()}
+    assert [t.value for t in Tier] == models_cmd.TIERS
+    assert {n: p.tier.value for n, p in pull.CATALOGUE.items()} == models_cmd.PULLABLE
 
 
 def test_a_closed_pipe_ends_quietly(sarai_env):

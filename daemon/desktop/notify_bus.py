@@ -30,8 +30,9 @@ class Urgency(IntEnum):
 class DesktopNotifier:
     """One connection to the session's notification service (thread-safe)."""
 
-    def __init__(self, app_name: str = APP_NAME) -> None:
+    def __init__(self, app_name: str = APP_NAME, address: str | None = None) -> None:
         self.app_name = app_name
+        self.address = address  # a bus address; None: the session bus
         self._lock = threading.Lock()
         self._bus = None
         self._failing = False  # the last attempt failed (and that was logged)
@@ -43,7 +44,13 @@ class DesktopNotifier:
         from gi.repository import Gio
 
         if self._bus is None or self._bus.is_closed():
-            self._bus = Gio.bus_get_sync(Gio.BusType.SESSION, None)
+            if self.address is None:
+                self._bus = Gio.bus_get_sync(Gio.BusType.SESSION, None)
+            else:
+                flags = (Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT
+                         | Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION)
+                self._bus = Gio.DBusConnection.new_for_address_sync(self.address, flags, None,
+                                                                    None)
         return self._bus
 
     def send(self, summary: str, body: str = "", *, urgency: Urgency = Urgency.NORMAL,
