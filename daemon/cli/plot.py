@@ -88,6 +88,9 @@ def plot_turns(records: list[dict[str, Any]], path: Path) -> Path:
     right = 0.0
     for row, rec in enumerate(kept):
         stages = rec["stages"]
+        ends = [s[1] for s in map(_span, stages.values()) if s is not None]
+        if ends:  # a thin guide from the turn's zero to its last stage
+            ax.plot([0, max(ends)], [row, row], color="#cccccc", linewidth=1, zorder=1)
         for name in STAGES:
             span = _span(stages.get(name))
             if span is None:
