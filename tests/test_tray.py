@@ -271,3 +271,31 @@ def test_entries_become_a_pystray_menu(monkeypatch):
     assert fast.checked is None and [i.text for i in fast.submenu.items] == [
         "Loaded", "Load", "Unload", "Pin (keep resident)"]
     assert os.environ["PYSTRAY_BACKEND"] == "dummy"
+
+
+def test_open_the_log_without_xdg_open_shows_its_path_in_a_notification(tmp_path, monkeypatch):
+    from sarai.daemon.paths import Paths
+    from sarai.daemon.tray.app import Tray
+
+    class Shown:
+        def __init__(self):
+            self.notes = []
+
+        def send(self, summary, body="", **kw):
+            self.notes.append((summary, body))
+            return 1
+
+    paths = Paths(tmp_path / "config.yaml", tmp_path / "data", tmp_path / "state",
+                  tmp_path / "run")
+    tray = Tray(paths)
+    tray._notifier = shown = Shown()
+    log = tmp_path / "state" / "daemon.log"
+    tray._open_log()  # no log yet
+    log.parent.mkdir(parents=True)
+    log.write_text("a line\n")
+    monkeypatch.setattr("shutil.which", lambda name: None)  # no xdg-open
+    tray._open_log()
+    assert shown.notes[0] == ("SARAi: no log yet", f"{log} does not exist yet.")
+    summary, body = shown.notes[1]
+    assert summary == "SARAi's log" and body.startswith(f"{log}\n")
+    assert "xdg-open is not installed" in body and "sarai logs" in body
