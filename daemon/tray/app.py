@@ -323,6 +323,9 @@ class Tray:
             "outputs": tuple(DeviceChoice(d.name, d.description, d.default)
                              for d in devices if d.kind == "output"),
         }
+        default_log = self.paths.state_dir / "daemon.log"
+        if self.model.view.log_file is None and default_log.is_file():
+            changes["log_file"] = str(default_log)  # a daemon that ran before: its log
         try:
             config = load_config(self.config_file, required=self._config_arg is not None)
         except ConfigError as exc:
