@@ -170,3 +170,52 @@ def test_no_display_and_no_portal_is_one_clear_sentence(sarai_env):
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
     assert "no X display" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.fixture
+def fake_portal(tmp_path):
+    """A private session bus with a fake GlobalShortcuts portal on it: (address, log)."""
+    bus = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--print-address=1"],
+                           stdout=subprocess.PIPE, text=True)
+    assert bus.stdout is not None
+    address = bus.stdout.readline().strip()
+    log = tmp_path / "portal.jsonl"
+    portal = subprocess.Popen([sys.executable, str(REPO / "tests" / "fake_shortcuts_portal.py"),
+                               str(log)], env={"DBUS_SESSION_BUS_ADDRESS": address}, cwd=REPO)
+    try:
+        wait_for(lambda: log.exists() and "ready" in log.read_text(), 20, "the fake portal")
+        yield address, log
+    finally:
+        portal.terminate()
+        portal.wait(10)
+        bus.terminate()
+        bus.wait(10)
+
+
+@pytest.mark.skipif(shutil.which("dbus-daemon") is None, reason="needs dbus-daemon")
+def test_sarai_hotkey_through_a_fake_shortcuts_portal(fake_portal, sarai_env, tmp_path):
+    address, portal_log = fake_portal
+    env = {k: v for k, v in sarai_env.items() if k != "DISPLAY"}  # a Wayland-like session
+    env.update(DBUS_SESSION_BUS_ADDRESS=address, XDG_RUNTIME_DIR=str(tmp_path))
+    log = tmp_path / "hotkey.log"
+    with log.open("w") as out:
+        key = subprocess.Popen([sys.executable, "-m", "sarai.daemon.cli", "-v", "hotkey",
+                                "--key", "<ctrl>+<alt>+space"], cwd=REPO, env=env, stdout=out,
+                               stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "bound through the portal (CTRL+ALT+space)" in log.read_text(), 30,
+                 "the binding")
+        calls = [json.loads(line).get("call") for line in portal_log.read_text().splitlines()]
+        assert calls[-2:] == ["CreateSession", "BindShortcuts"]
+        assert "'preferred_trigger': 'CTRL+ALT+space'" in portal_log.read_text()
+        subprocess.run(["gdbus", "call", "--address", address, "--dest",
+                        "org.freedesktop.portal.Desktop", "--object-path",
+                        "/org/freedesktop/portal/desktop", "--method",
+                        "org.sarai.FakePortal.Press"], check=True, capture_output=True)
+        # The press reached `push start`; no daemon runs here, which it says once.
+        wait_for(lambda: "push start failed: SARAi is not running" in log.read_text(), 20,
+                 "the press to be sent")
+    finally:
+        key.terminate()
+        key.wait(10)
+    assert "Traceback" not in log.read_text()
