@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from sarai.daemon.service.unit import DESKTOP_NAME, UNIT_NAME, render_desktop, render_unit, sarai_command
+from sarai.daemon.service.unit import (
+    DESKTOP_NAME,
+    UNIT_NAME,
+    render_desktop,
+    render_unit,
+    sarai_command,
+)
 
 UNIT = REPO / "systemd" / UNIT_NAME
 DESKTOP = REPO / "systemd" / DESKTOP_NAME
