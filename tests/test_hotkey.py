@@ -219,3 +219,14 @@ def test_sarai_hotkey_through_a_fake_shortcuts_portal(fake_portal, sarai_env, tm
         key.terminate()
         key.wait(10)
     assert "Traceback" not in log.read_text()
+
+
+def test_config_validate_names_a_bad_hotkey_line(sarai, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("listen:\n  mode: push\n  hotkey: \"<ctrl>+spcae\"\n")
+    r = sarai("config", "validate", str(cfg))
+    assert r.code == 2
+    assert r.err.strip() == (f"sarai: error: {cfg}:3: listen.hotkey: unknown key 'spcae' "
+                             "(X key names such as space, F9, a, Pause)")
+    cfg.write_text("listen:\n  mode: push\n  hotkey: \"<ctrl>+<alt>+space\"\n")
+    assert sarai("config", "validate", str(cfg)).code == 0
