@@ -104,6 +104,10 @@ def test_completion_scripts_and_a_real_completion(sarai, sarai_env, tmp_path):
                    capture_output=True, text=True, timeout=120)
     words = set(out.read_text().split())
     assert {"mode", "models"} <= words and "status" not in words
+    env.update(COMP_LINE="sarai models l", COMP_POINT="14")
+    subprocess.run([sys.executable, "-m", "sarai.daemon.cli"], cwd=REPO, env=env,
+                   capture_output=True, text=True, timeout=120)
+    assert set(out.read_text().split()) == {"list", "load"}
 
 
 def test_logs_shows_the_log_file(sarai, sarai_env):

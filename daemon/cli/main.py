@@ -81,12 +81,15 @@ class _Version(argparse.Action):
 
 
 def _modules(only: str | None) -> list[ModuleType]:
+    if only == "":
+        return []
     names = [COMMANDS[only]] if only in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
     return [importlib.import_module(f"sarai.daemon.cli.{n}") for n in names]
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The parser; with `only`, just that command's (the rest are not imported)."""
+    """The parser; with `only`, just that command's (the rest are not imported; "" for
+    none)."""
     from sarai.daemon.cli.examples import add_examples
 
     parser = argparse.ArgumentParser(
@@ -183,13 +186,29 @@ def main(argv: list[str] | None = None) -> int:
         return _pipe_closed()
 
 
+def _completion_parser() -> argparse.ArgumentParser:
+    """For a <TAB>: the command being completed only, or, while the command word itself is
+    being typed, just the command names (so completing imports nothing heavy)."""
+    line = os.environ.get("COMP_LINE", "")[: int(os.environ.get("COMP_POINT", "1000000"))]
+    words = line.split()
+    typing_word = bool(line) and not line[-1].isspace()
+    done = words[1:-1] if typing_word else words[1:]
+    command = _command_in(done)
+    if command in COMMANDS:
+        return build_parser(command)
+    parser = build_parser(only="")  # the global options
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name in COMMANDS:
+        sub.add_parser(name)
+    return parser
+
+
 def _main(argv: list[str]) -> int:
-    completing = "_ARGCOMPLETE" in os.environ
-    parser = build_parser(None if completing else _command_in(argv))
-    if completing:
+    if "_ARGCOMPLETE" in os.environ:
         import argcomplete
 
-        argcomplete.autocomplete(parser)
+        argcomplete.autocomplete(_completion_parser())
+    parser = build_parser(_command_in(argv))
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
