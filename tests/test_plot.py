@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from conftest import REPO
@@ -80,3 +81,24 @@ def test_history_plot_from_the_turn_log_when_sarai_is_not_running(sarai_env, tmp
     r = subprocess.run([sys.executable, "-m", "sarai.daemon.cli", "history", "--plot", str(out)],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "no turn with stage timings" in r.stderr
+
+
+def test_history_plot_of_a_real_daemons_turn(sarai_env, pulse, tmp_path):
+    from daemon_harness import start_daemon, stop_daemon
+
+    d = start_daemon({**sarai_env, **pulse.env})
+    try:
+        turn = d.call("ask", text="What is the capital of France?", speak=False)["turn"]
+        if not turn.get("stages"):
+            pytest.skip("this daemon's turn records carry no stages")
+        out = tmp_path / "real.png"
+        env = {**sarai_env, "XDG_RUNTIME_DIR": str(d.runtime)}
+        r = subprocess.run([sys.executable, "-m", "sarai.daemon.cli", "history", "--plot",
+                            str(out)], cwd=REPO, env=env, capture_output=True, text=True,
+                           timeout=120)
+    finally:
+        stop_daemon(d)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"{out}: the stages of 1 turn(s) from the running SARAi"
+    img = np.asarray(Image.open(out).convert("RGB"))
+    assert pixels(img, COLORS["route"]) + pixels(img, COLORS["first_token"]) > 20

@@ -129,8 +129,8 @@ def plot_turns(records: list[dict[str, Any]], path: Path) -> Path:
             handles.append(Patch(facecolor=COLORS[name], edgecolor="#333333",
                                  label=LABELS[name]))
     if handles:
-        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.18 - 0.4 / rows),
-                  ncols=min(len(handles), 5), fontsize=8, frameon=False)
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5),
+                   fontsize=8, frameon=False)
     title = f"SARAi: stages of {len(kept)} turn(s)"
     if skipped:
         title += f" ({skipped} older turn(s) without stage timings left out)"
