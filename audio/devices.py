@@ -24,13 +24,22 @@ def _sounddevice():
     return sd
 
 
-def _check_device(sd, device: str | int | None, kind: str) -> None:
+def _check_device(sd, device: str | int | None, kind: str) -> str | int | None:
+    """The PortAudio device to open for the configured `device`, which may also be a name
+    the desktop shows (see device_names); AudioError, listing what exists, if there is none."""
+    from sarai.audio.device_names import UnknownDevice, use
+
+    what = "microphone" if kind == "input" else "speaker"
     try:
-        sd.query_devices(device, kind=kind)
+        opened = use(device, kind)  # type: ignore[arg-type]
+    except UnknownDevice as exc:
+        raise AudioError(f"no {what} available ({exc})") from exc
+    try:
+        sd.query_devices(opened, kind=kind)
     except (ValueError, sd.PortAudioError) as exc:
-        what = "microphone" if kind == "input" else "speaker"
         name = f"'{device}'" if device is not None else "default"
         raise AudioError(f"no {what} available ({name} {kind} device: {exc})") from exc
+    return opened
 
 
 class SpeakerSink:
@@ -58,8 +67,7 @@ class SpeakerSink:
         on_played: Callable[[np.ndarray, int, float], None] | None = None,
     ) -> None:
         self._sd = _sounddevice()
-        _check_device(self._sd, device, "output")
-        self._device = device
+        self._device = _check_device(self._sd, device, "output")
         self._on_played = on_played
         self.queue = PlaybackQueue(self.RATE)
         self._last_out = 0.0  # when the device was last handed sound (perf_counter)
@@ -186,8 +194,7 @@ class MicSource:
 
     def __init__(self, device: str | int | None = None, block_ms: int = 30) -> None:
         self._sd = _sounddevice()
-        _check_device(self._sd, device, "input")
-        self._device = device
+        self._device = _check_device(self._sd, device, "input")
         self._block_ms = block_ms
         self._queue: queue.Queue[tuple[np.ndarray, float]] = queue.Queue(maxsize=1000)
         self._stream = None

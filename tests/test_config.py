@@ -85,3 +85,27 @@ def test_mic_block_must_hold_whole_vad_frames(tmp_path):
                                           r" vad\.frame_ms \(20\)"):
         load_config(p)
     assert load_config(write(tmp_path, "audio:\n  mic_block_ms: 90\n")).audio.mic_block_ms == 90
+
+
+def test_desktop_switches_write_keys_and_a_bad_value_changes_nothing(tmp_path):
+    from sarai.daemon.desktop.config_edit import set_keys
+
+    cfg = write(tmp_path, "audio:\n  vad:\n    end_silence_ms: 900\n")
+    set_keys(cfg, {("notify", "transcripts"): True, ("audio", "output_device"): "USB Headset"})
+    loaded = load_config(cfg)
+    assert loaded.notify.transcripts and not loaded.notify.errors
+    assert loaded.audio.output_device == "USB Headset" and loaded.audio.vad.end_silence_ms == 900
+    before = cfg.read_text()
+    with pytest.raises(ConfigError, match="notify.timeout_s"):
+        set_keys(cfg, {("notify", "timeout_s"): -1})
+    assert cfg.read_text() == before
+    fresh = tmp_path / "new" / "config.yaml"
+    set_keys(fresh, {("notify", "microphone"): True})
+    assert load_config(fresh).notify.microphone
+
+
+def test_notify_is_off_by_default_and_hotkey_unset():
+    cfg = load_config(None)
+    assert not any((cfg.notify.model, cfg.notify.microphone, cfg.notify.errors,
+                    cfg.notify.transcripts))
+    assert cfg.listen.hotkey is None

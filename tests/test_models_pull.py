@@ -230,3 +230,34 @@ def test_existing_config_keeps_its_other_keys(tmp_path, hub, env, sarai):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_pull_on_a_terminal_draws_a_bar(tmp_path, hub, env):
+    """stderr a terminal (a pty here): the progress line redraws in place with a bar."""
+    import pty
+    import subprocess
+
+    from conftest import REPO
+
+    hub.serve(LFM2, tiny_gguf(tmp_path / "src.gguf", mb=12.0))
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "sarai.daemon.cli", "models", "pull",
+                             "lfm2-1.2b", "--no-bind"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=secondary, text=True)
+    os.close(secondary)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # the other end closed
+            break
+        if not chunk:
+            break
+        seen += chunk
+    out, _ = proc.communicate(timeout=120)
+    os.close(primary)
+    assert proc.returncode == 0, seen.decode(errors="replace")
+    text = seen.decode(errors="replace")
+    assert "\r  LFM2-1.2B-Q4_K_M.gguf  [" in text and "#" in text
+    assert "100%" in text and "MB/s" in text
+    assert "checking SHA-256" in text and "sha256 ok" in out

@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from sarai.daemon.service.unit import DESKTOP_NAME, UNIT_NAME, render_desktop, render_unit, sarai_command
+from sarai.daemon.service.unit import (
+    DESKTOP_NAME,
+    UNIT_NAME,
+    render_desktop,
+    render_unit,
+    sarai_command,
+)
 
 UNIT = REPO / "systemd" / UNIT_NAME
 DESKTOP = REPO / "systemd" / DESKTOP_NAME
@@ -110,3 +116,14 @@ def test_service_install_status_uninstall(sarai_env, tmp_path):
     assert not unit.exists() and not desktop.exists()
     r = sarai(env, "service", "uninstall")
     assert "nothing to remove" in r.stdout
+
+
+def test_install_now_fails_clearly_when_nothing_could_be_started(sarai_env, tmp_path):
+    # No user manager runs here, as on a machine reached over ssh without a session.
+    env = {**sarai_env, "XDG_RUNTIME_DIR": str(tmp_path)}
+    r = sarai(env, "service", "install", "--now")
+    assert r.returncode != 0
+    assert "SARAi was not started" in r.stderr and "systemctl --user" in r.stderr
+    config = Path(env["XDG_CONFIG_HOME"])
+    assert (config / "systemd" / "user" / UNIT_NAME).is_file()  # the files are still there
+    assert "Traceback" not in r.stderr

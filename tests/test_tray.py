@@ -126,6 +126,7 @@ def test_menu_has_modes_push_tiers_log_and_quit():
     push = by_text(menu, "Talking")
     assert push.checked is False and not push.enabled  # only in push mode
     assert by_text(menu, "RAM 0.88 GB used").enabled is False
+    assert by_text(menu, "Devices").submenu  # microphone and speaker choices
     modes[3].action()
     by_text(menu, "Open the log").action()
     by_text(menu, "Quit SARAi").action()
@@ -141,16 +142,20 @@ def test_tier_entries_show_residency_and_offer_load_unload_pin():
     tiers = (TierInfo("omni_fast", "SmolLM2", True, True, True),
              TierInfo("omni_quality", "Gemma 3", False, False, True))
     menu = build_menu(view(tiers=tiers), rec.commands())
-    fast, quality = by_text(menu, "omni_fast"), by_text(menu, "omni_quality")
-    assert fast.text == "omni_fast: SmolLM2 (starter)"
-    assert fast.checked is True and quality.checked is False
-    load, unload, pin = fast.submenu
+    fast, quality = by_text(menu, "● omni_fast"), by_text(menu, "○ omni_quality")
+    assert fast.text == "● omni_fast: SmolLM2 (starter)"
+    # No check box on an entry with a submenu: GTK toggles it when the submenu opens, which
+    # showed a loaded tier unticked (and an unloaded one ticked) while it was open.
+    assert fast.checked is None and quality.checked is None
+    state, load, unload, pin = fast.submenu
+    assert state.text == "Loaded" and not state.enabled
     assert (load.enabled, unload.enabled, pin.checked) == (False, False, True)  # pinned
-    load, unload, pin = quality.submenu
+    state, load, unload, pin = quality.submenu
+    assert state.text == "Not loaded"
     assert (load.enabled, unload.enabled, pin.checked) == (True, False, False)
     load.action()
     pin.action()
-    fast.submenu[2].action()
+    fast.submenu[3].action()
     assert rec.sent == [("models", {"action": "load", "tier": "omni_quality"}),
                         ("models", {"action": "pin", "tier": "omni_quality"}),
                         ("models", {"action": "unpin", "tier": "omni_fast"})]
@@ -168,10 +173,73 @@ def test_push_to_talk_toggles_in_push_mode():
 
 def test_menu_when_the_daemon_is_not_running():
     rec = Recorder()
-    menu = build_menu(TrayView(), rec.commands())
+    started = []
+    cmds = rec.commands()
+    cmds.start_daemon = lambda: started.append(True)
+    menu = build_menu(TrayView(), cmds)
     assert menu[0].text == "SARAi is not running" and not menu[0].enabled
+    start = by_text(menu, "Start SARAi")
+    assert start.default  # a left click on the icon starts it
+    start.action()
+    assert started == [True]
+    assert not by_text(menu, "Open the log").enabled  # no log known yet
     menu[-1].action()
     assert rec.closed == 1 and rec.sent == []
+
+
+def test_reconnecting_takes_the_new_daemons_picture_at_once():
+    model = TrayModel()
+    model.apply({"event": "state", "state": "listening", "message": None})
+    model.apply({"event": "residency", "models": [
+        {"tier": "omni_fast", "model": "SmolLM2", "resident": True, "pinned": True},
+        {"tier": "omni_quality", "model": "Gemma 3", "resident": True, "pinned": False}]})
+    gone = model.disconnected()
+    assert not gone.connected and not any(m.resident for m in gone.marks)
+    # A new daemon (after `sarai quit; sarai run`) answers status before any event.
+    view = model.connected({"state": "loading", "message": "starting", "mode": "push",
+                            "log_file": "/tmp/d.log", "ram": {"used_mb": 10, "budget_mb": 100},
+                            "models": [{"tier": "omni_fast", "model": "SmolLM2",
+                                        "resident": True, "pinned": True},
+                                       {"tier": "omni_quality", "model": "Gemma 3",
+                                        "resident": False, "pinned": False}]})
+    assert view.connected and view.state is State.LOADING and view.mode is ListenMode.PUSH
+    assert [m.resident for m in view.marks] == [True, False]
+    assert view.log_file == "/tmp/d.log"
+
+
+def test_devices_notifications_and_hotkey_entries():
+    from sarai.daemon.tray.menu import DeviceChoice
+
+    chosen, switched = [], []
+    rec = Recorder()
+    cmds = rec.commands()
+    cmds.choose_device = lambda kind, name: chosen.append((kind, name))
+    cmds.set_notify = lambda kind, on: switched.append((kind, on))
+    v = view(inputs=(DeviceChoice("alsa_input.usb", "USB Headset", False),
+                     DeviceChoice("alsa_input.pci", "Built-in Audio", True)),
+             outputs=(DeviceChoice("alsa_output.usb", "USB Headset", False),),
+             input_device="USB Headset", output_device="gone-speaker",
+             notify=(("model", False), ("microphone", True), ("errors", False),
+                     ("transcripts", False)),
+             hotkey="Ctrl+Alt+Space", mode=ListenMode.PUSH)
+    menu = build_menu(v, cmds)
+    assert by_text(menu, "Push-to-talk key: Ctrl+Alt+Space").enabled is False
+    mic, spk = by_text(menu, "Devices").submenu
+    texts = [e.text for e in mic.submenu]
+    assert texts == ["System default", "USB Headset", "Built-in Audio (default)"]
+    assert [e.checked for e in mic.submenu] == [False, True, False]
+    mic.submenu[2].action()
+    mic.submenu[0].action()
+    # A configured speaker that is not plugged in is shown as such, still ticked.
+    assert spk.submenu[-1].text == "gone-speaker (not present)" and spk.submenu[-1].checked
+    notes = by_text(menu, "Notifications").submenu
+    assert [e.checked for e in notes] == [False, True, False, False]
+    notes[1].action()
+    notes[3].action()
+    assert chosen == [("input", "alsa_input.pci"), ("input", None)]
+    assert switched == [("microphone", False), ("transcripts", True)]
+    broken = build_menu(view(hotkey_problem="Ctrl+Alt+Space is already taken"), cmds)
+    assert by_text(broken, "Push-to-talk key unavailable").text.endswith("already taken")
 
 
 def test_backend_choice_prefers_appindicator_only_with_a_host():
@@ -199,7 +267,35 @@ def test_entries_become_a_pystray_menu(monkeypatch):
     assert wake.checked is True and wake.radio
     wake(None)
     assert rec.sent == [("mode", {"mode": "wake"})]
-    fast = next(i for i in items if i.text.startswith("omni_fast"))
-    assert fast.checked is True and [i.text for i in fast.submenu.items] == [
-        "Load", "Unload", "Pin (keep resident)"]
+    fast = next(i for i in items if i.text.startswith("● omni_fast"))
+    assert fast.checked is None and [i.text for i in fast.submenu.items] == [
+        "Loaded", "Load", "Unload", "Pin (keep resident)"]
     assert os.environ["PYSTRAY_BACKEND"] == "dummy"
+
+
+def test_open_the_log_without_xdg_open_shows_its_path_in_a_notification(tmp_path, monkeypatch):
+    from sarai.daemon.paths import Paths
+    from sarai.daemon.tray.app import Tray
+
+    class Shown:
+        def __init__(self):
+            self.notes = []
+
+        def send(self, summary, body="", **kw):
+            self.notes.append((summary, body))
+            return 1
+
+    paths = Paths(tmp_path / "config.yaml", tmp_path / "data", tmp_path / "state",
+                  tmp_path / "run")
+    tray = Tray(paths)
+    tray._notifier = shown = Shown()
+    log = tmp_path / "state" / "daemon.log"
+    tray._open_log()  # no log yet
+    log.parent.mkdir(parents=True)
+    log.write_text("a line\n")
+    monkeypatch.setattr("shutil.which", lambda name: None)  # no xdg-open
+    tray._open_log()
+    assert shown.notes[0] == ("SARAi: no log yet", f"{log} does not exist yet.")
+    summary, body = shown.notes[1]
+    assert summary == "SARAi's log" and body.startswith(f"{log}\n")
+    assert "xdg-open is not installed" in body and "sarai logs" in body

@@ -5,6 +5,7 @@ kept in the test's temporary folder (and in $SARAI_TRAY_SHOTS if set) for a pers
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -190,3 +191,67 @@ def test_no_display_is_one_clear_sentence(sarai_env):
     assert p.returncode == 1
     assert p.stderr.strip() == ("sarai: error: no graphical session to show a tray icon in "
                                 "(DISPLAY is not set)")
+
+
+def test_start_sarai_from_the_tray_then_a_fresh_picture(sarai_env, pulse, tmp_path):
+    """Not running: a left click starts SARAi (a background `sarai run`, no service being
+    installed); the marks then show what the new daemon has resident, and a tier's submenu
+    shows its state in words."""
+    from daemon_harness import short_runtime_dir
+
+    screen = Screen(tmp_path)
+    runtime = short_runtime_dir()
+    env = {**sarai_env, **pulse.env, "DISPLAY": screen.display, "XDG_RUNTIME_DIR": str(runtime)}
+    env.pop("DBUS_SESSION_BUS_ADDRESS", None)
+    log = tmp_path / "tray.log"
+    sock = runtime / "sarai" / "control.sock"
+
+    def call(cmd: str, **args):
+        from sarai.daemon.control.client import ControlClient
+
+        with ControlClient(sock, timeout=60) as c:
+            return c.call(cmd, **args)
+
+    with log.open("w") as out:
+        tray = subprocess.Popen(["dbus-run-session", "--", sys.executable, "-m",
+                                 "sarai.daemon.cli", "tray"], cwd=REPO, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "tray icon shown" in log.read_text(), 60, "the tray icon")
+        img = wait_for(lambda: (s := screen.shot("start-0-not-running"))
+                       and count(s, COLORS[None]) > 30 and s, 30, "the hollow icon")
+        ring = [(x, y) for y in range(STRIP) for x in range(img.width)
+                if img.getpixel((x, y)) == COLORS[None]]
+        x = sum(p[0] for p in ring) // len(ring)
+        y = sum(p[1] for p in ring) // len(ring)
+        screen.xdotool("mousemove", str(x), str(y), "click", "1")
+        wait_for(lambda: "starting SARAi" in log.read_text(), 20, "the start")
+
+        def listening():
+            try:
+                return call("status")["state"] == "listening"
+            except ControlError:
+                return False
+
+        wait_for(listening, 300, "the started daemon to listen")
+        img = wait_for(lambda: (s := screen.shot("start-1-running"))
+                       and count(s, COLORS[State.LISTENING]) > 50
+                       and count(s, MARK_LIT, tol=20) > 0 and s, 30,
+                       "a green icon with the resident tiers lit")
+        # The menu, with omni_fast's submenu open: "Loaded" in words, no inverted tick.
+        screen.xdotool("mousemove", str(x), str(y), "click", "3")
+        wait_for(lambda: (s := screen.shot("start-2-menu")) and
+                 count(s, (255, 255, 255), box=(0, STRIP, s.width, s.height), tol=30) > 5000,
+                 20, "the menu")
+        screen.xdotool("key", *(["Down"] * 5), "Right")
+        time.sleep(1.0)
+        screen.shot("start-3-tier-submenu")
+        screen.xdotool("key", "Escape", "Escape", "Escape")
+    finally:
+        with contextlib.suppress(ControlError, OSError):
+            call("quit")
+        tray.terminate()
+        tray.wait(10)
+        screen.close()
+        shutil.rmtree(runtime, ignore_errors=True)
+    assert "Traceback" not in log.read_text()

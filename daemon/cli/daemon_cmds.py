@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sarai.daemon.control.client import ControlClient
-
-from sarai.daemon.control.wire import ControlError, socket_path
+from sarai.daemon.control.wire import ControlError, DaemonNotRunning, socket_path
 from sarai.daemon.events import ListenMode
 from sarai.daemon.paths import Paths
 
@@ -37,15 +36,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the full status as JSON")
     add("mute", "stop listening (the microphone is ignored until 'sarai unmute')", _simple)
     add("unmute", "listen again, in the mode used before muting", _simple)
-    p = add("mode", "set the listening mode", _mode)
-    p.add_argument("mode", choices=[m.value for m in ListenMode],
+    p = add("mode", "show or set the listening mode", _mode)
+    p.add_argument("mode", nargs="?", choices=[m.value for m in ListenMode],
                    help="always: every utterance; wake: after a wake phrase; push: "
-                        "push-to-talk; muted: not listening")
+                        "push-to-talk; muted: not listening (none: print the mode)")
     p = add("push", "push-to-talk (in push mode): start or stop talking", _push)
     p.add_argument("action", choices=["start", "stop"])
     p = add("history", "show the last turns the running SARAi answered", _history)
     p.add_argument("-n", type=int, default=10, metavar="N", help="how many (default 10)")
     p.add_argument("--json", action="store_true", help="one JSON turn record per line")
+    p.add_argument("--plot", type=Path, metavar="FILE.png",
+                   help="draw each turn's stages as a waterfall into this image (from the "
+                        "running SARAi, or the turn log when it is not running)")
     p = add("forget", "forget the conversation so far", _forget)
     p.add_argument("--log", action="store_true", help="also delete the turn log on disk")
     p = add("quit", "stop the running SARAi (models are unloaded, devices closed)", _quit)
@@ -120,7 +122,7 @@ def _simple(args: argparse.Namespace, ctx: None) -> int:  # noqa: ARG001
 
 def _mode(args: argparse.Namespace, ctx: None) -> int:  # noqa: ARG001
     with client() as c:
-        reply = c.call("mode", mode=args.mode)
+        reply = c.call("status") if args.mode is None else c.call("mode", mode=args.mode)
     print(f"mode: {reply['mode']}")
     return 0
 
@@ -133,16 +135,43 @@ def _push(args: argparse.Namespace, ctx: None) -> int:  # noqa: ARG001
 
 
 def _history(args: argparse.Namespace, ctx: None) -> int:  # noqa: ARG001
+    if args.plot is not None:
+        return _plot_history(args)
+    with client() as c:
+        turns = c.call("history", limit=max(1, args.n))["turns"]
     from sarai.daemon.cli.report import format_turn
     from sarai.daemon.conversation.turn import TurnRecord
 
-    with client() as c:
-        turns = c.call("history", limit=max(1, args.n))["turns"]
     for t in turns:
         print(json.dumps(t, ensure_ascii=False) if args.json
               else format_turn(TurnRecord.from_dict(t)) + "\n")
     if not turns and not args.json:
         print("no turns yet")
+    return 0
+
+
+def _plot_history(args: argparse.Namespace) -> int:
+    import sys
+
+    from sarai.daemon.cli.plot import plot_turns, read_turn_log, with_stages
+
+    try:
+        with client(10) as c:
+            turns = c.call("history", limit=max(1, args.n))["turns"]
+        origin = "the running SARAi"
+    except DaemonNotRunning:
+        log_file = Paths.from_env().state_dir / "turns.jsonl"
+        turns = read_turn_log(log_file, args.n)
+        origin = str(log_file)
+    kept, skipped = with_stages(turns)
+    if skipped:
+        print(f"note: {skipped} turn(s) recorded without stage timings (by an older SARAi) "
+              "left out", file=sys.stderr)
+    if not kept:
+        print(f"sarai: error: no turn with stage timings to plot in {origin}", file=sys.stderr)
+        return 1
+    path = plot_turns(kept, args.plot)
+    print(f"{path}: the stages of {len(kept)} turn(s) from {origin}")
     return 0
 
 
@@ -217,7 +246,7 @@ def _events(args: argparse.Namespace, ctx: None) -> int:  # noqa: ARG001
 def _tray(args: argparse.Namespace, ctx: None) -> int:  # noqa: ARG001
     from sarai.daemon.tray.app import run_tray
 
-    return run_tray(Paths.from_env(), backend=args.backend)
+    return run_tray(Paths.from_env(), backend=args.backend, config=args.config)
 
 
 def _service(args: argparse.Namespace, ctx: None) -> int:  # noqa: ARG001

@@ -12,19 +12,21 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sarai.daemon.app import Context
-from sarai.daemon.config import ConfigError, load_config
-from sarai.models import binding, pull
-from sarai.models.discovery import describe
-from sarai.models.errors import ModelError
-from sarai.models.memory import MIB, sample
-from sarai.models.registry import ModelRegistry
-from sarai.models.resident import ResidentInfo
-from sarai.models.settings import Tier
+if TYPE_CHECKING:
+    from sarai.daemon.app import Context
+    from sarai.models.registry import ModelRegistry
+    from sarai.models.resident import ResidentInfo
+    from sarai.models.settings import Tier
 
-TIERS = [t.value for t in Tier]
+# Spelt out (a test keeps them equal to models.settings.Tier and models.pull.CATALOGUE) so
+# that `sarai models ps` against a running daemon does not import pydantic or httpx to parse
+# its arguments.
+TIERS = ["omni_fast", "omni_quality", "expert", "tiny"]
+PULLABLE = {"qwen2.5-omni-3b": "omni_fast", "qwen2.5-omni-7b": "omni_quality",
+            "lfm2-1.2b": "tiny"}
+MIB = 1024 * 1024
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,22 +40,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls.add_argument("--json", action="store_true", help="one JSON object")
     ls.set_defaults(func=_list)
 
-    ps = msub.add_parser("ps", help="what is resident now: RAM, idle time, expiry, policy")
+    ps = msub.add_parser("ps", help="what is resident now: RAM, idle time, expiry, policy",
+                         description="What is resident: models, projectors, speech recognition "
+                         "and the voice, with RAM, idle time, expiry and policy. Asks the running "
+                         "SARAi; when none runs, what this process would hold.")
     ps.add_argument("--json", action="store_true", help="one JSON object")
     ps.set_defaults(func=_ps)
 
-    ld = msub.add_parser("load", help="load a tier's model and show what it took")
+    ld = msub.add_parser("load", help="load a tier's model and show what it took",
+                         description="Load a tier's model within the RAM budget (in the "
+                         "running SARAi, else in this process) and show what it took.")
     ld.add_argument("tier", choices=TIERS)
     ld.add_argument("--long", action="store_true", help="with the tier's long context (n_ctx_long)")
     ld.add_argument("--json", action="store_true", help="one JSON object")
     ld.set_defaults(func=_load)
 
-    ul = msub.add_parser("unload", help="unload a tier's model")
+    ul = msub.add_parser("unload", help="unload a tier's model",
+                         description="Unload a tier's model in the running SARAi (once the "
+                         "reply in progress, if any, is over). A pinned model stays unless "
+                         "--force.")
     ul.add_argument("tier", choices=TIERS)
     ul.add_argument("--force", action="store_true", help="even if it is pinned")
     ul.set_defaults(func=_unload)
 
-    pn = msub.add_parser("pin", help="keep a tier's model resident")
+    pn = msub.add_parser("pin", help="keep a tier's model resident",
+                         description="Pin a tier's model (loading it first) so it stays "
+                         "resident, or unpin it with --off; --save also writes it into your "
+                         "configuration file.")
     pn.add_argument("tier", choices=TIERS)
     pn.add_argument("--off", action="store_true", help="unpin instead")
     pn.add_argument("--save", action="store_true",
@@ -64,7 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "pull", help="download a production model and bind it to its tier",
         description="Download a model file (resuming an interrupted download), check its "
         "SHA-256 and set it as its tier's model in your configuration file. Known: "
-        + ", ".join(f"{n} ({p.tier})" for n, p in pull.CATALOGUE.items())
+        + ", ".join(f"{n} ({t})" for n, t in PULLABLE.items())
         + "; or any org/repo/file.gguf with --tier. $SARAI_PULL_URL changes the server.",
     )
     pl.add_argument("name", help="catalogue name or org/repo/file.gguf")
@@ -75,11 +88,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def build_registry(ctx: Context) -> ModelRegistry:
+    from sarai.models.registry import ModelRegistry
+
     return ModelRegistry(ctx.config.models, ctx.models_dir, residency=ctx.config.residency)
 
 
 def _tier_map(reg: ModelRegistry) -> tuple[dict[str, list[str]], dict[str, Any]]:
     """Which tiers each file serves (by real path), and how every tier resolved."""
+    from sarai.models.errors import ModelError
+    from sarai.models.settings import Tier
+
     serves: dict[str, list[str]] = {}
     tiers: dict[str, Any] = {}
     for t in Tier:
@@ -102,6 +120,8 @@ def _mb(n: float | None) -> str:
 
 
 def _list(args: argparse.Namespace, ctx: Context) -> int:
+    from sarai.models.discovery import describe
+
     reg = build_registry(ctx)
     serves, tiers = _tier_map(reg)
     rows = []
@@ -173,6 +193,8 @@ def ps_table(infos: list[ResidentInfo], budget_mb: float) -> str:
 
 
 def _ps_payload(reg: ModelRegistry) -> dict[str, Any]:
+    from sarai.models.memory import sample
+
     infos = reg.resident()
     me = sample()
     return {
@@ -211,6 +233,8 @@ def _load(args: argparse.Namespace, ctx: Context) -> int:
     remote, conn = _daemon()
     if conn is not None:
         return remote.load(args, conn)
+    from sarai.models.settings import Tier
+
     reg = build_registry(ctx)
     tier = Tier(args.tier)
     try:
@@ -234,6 +258,8 @@ def _unload(args: argparse.Namespace, ctx: Context) -> int:
     remote, conn = _daemon()
     if conn is not None:
         return remote.unload(args, conn)
+    from sarai.models.settings import Tier
+
     reg = build_registry(ctx)
     try:
         gone = reg.unload(Tier(args.tier), force=args.force)
@@ -244,6 +270,8 @@ def _unload(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _pin(args: argparse.Namespace, ctx: Context) -> int:
+    from sarai.models.settings import Tier
+
     tier = Tier(args.tier)
     remote, conn = _daemon()
     if conn is not None:
@@ -267,6 +295,9 @@ def _config_file(args: argparse.Namespace, ctx: Context) -> Path:
 
 
 def _bind(args: argparse.Namespace, ctx: Context, tier: Tier, values: dict[str, Any]) -> None:
+    from sarai.daemon.config import ConfigError, load_config
+    from sarai.models import binding
+
     path = _config_file(args, ctx)
     backup = binding.bind_tier(path, tier, values)
     try:
@@ -279,6 +310,9 @@ def _bind(args: argparse.Namespace, ctx: Context, tier: Tier, values: dict[str, 
 
 
 def _pull(args: argparse.Namespace, ctx: Context) -> int:
+    from sarai.models import pull
+    from sarai.models.settings import Tier
+
     item = pull.lookup(args.name, Tier(args.tier) if args.tier else None)
     base = pull.base_url(ctx.config.models.pull_url)
     print(f"Pulling {item.title} from {base} into {ctx.models_dir}", flush=True)
@@ -298,27 +332,26 @@ def _pull(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _progress_printer():
-    tty = sys.stderr.isatty()
-    state = {"last": 0.0}
+    from sarai.daemon.cli.progress import ByteBar
 
-    def report(p: pull.Progress) -> None:
-        total = f" of {_mb(p.total / MIB)}" if p.total else ""
+    bars: dict[str, ByteBar] = {}
+
+    def report(p) -> None:  # a models.pull.Progress
+        bar = bars.get(p.file)
         if p.stage == "skip":
             print(f"  {p.file}: already downloaded and verified", flush=True)
         elif p.stage == "verify":
-            print(f"\r  {p.file}: checking SHA-256…" + " " * 20, file=sys.stderr, flush=True)
+            if bar is not None:
+                bar.finish()
+            print(f"  {p.file}: checking SHA-256…", file=sys.stderr, flush=True)
         elif p.stage == "done":
             print(f"  {p.file}: {_mb(p.done / MIB)}, sha256 ok", flush=True)
         else:
-            now = time.monotonic()
-            if not tty and now - state["last"] < 5 and p.done != p.total:
-                return
-            state["last"] = now
-            pct = f" ({100 * p.done / p.total:.0f}%)" if p.total else ""
-            resumed = f", resumed at {_mb(p.resumed_from / MIB)}" if p.resumed_from else ""
-            line = (f"  {p.file}: {_mb(p.done / MIB)}{total}{pct}, "
-                    f"{p.rate_bps / MIB:.1f} MB/s{resumed}")
-            print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr,
-                  flush=True)
+            if bar is None:
+                bar = bars[p.file] = ByteBar(p.file)
+                if p.resumed_from:
+                    print(f"  {p.file}: resuming at {_mb(p.resumed_from / MIB)}",
+                          file=sys.stderr, flush=True)
+            bar.update(p.done, p.total, p.rate_bps or None)
 
     return report

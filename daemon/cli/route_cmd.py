@@ -7,15 +7,12 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sarai.audio.asr import Transcriber
-from sarai.audio.errors import AudioError
-from sarai.audio.pcm import read_audio
-from sarai.daemon.app import Context, asr_model_dirs
-from sarai.models.errors import ModelError
-from sarai.models.settings import Tier
-from sarai.routing.audio_features import analyse, utterance_in
-from sarai.routing.router import Action, Attachment, Decision, Router, TurnSignals
+if TYPE_CHECKING:
+    from sarai.daemon.app import Context
+    from sarai.models.settings import Tier
+    from sarai.routing.router import Decision
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _available(spec: str | None) -> frozenset[Tier] | None:
+    from sarai.models.errors import ModelError
+    from sarai.models.settings import Tier
+
     if spec is None:
         return None
     names = [n.strip() for n in spec.split(",") if n.strip()]
@@ -56,6 +56,8 @@ def _available(spec: str | None) -> frozenset[Tier] | None:
 
 
 def _emit(input_: str, d: Decision, as_json: bool, extra: dict) -> None:
+    from sarai.routing.router import Action
+
     if as_json:
         rec = {"input": input_, "tier": d.tier.value, "reason": d.reason, "scores": d.scores,
                "rule": d.rule.value, "action": d.action.value,
@@ -82,6 +84,13 @@ def _emit(input_: str, d: Decision, as_json: bool, extra: dict) -> None:
 
 
 def _route(args: argparse.Namespace, ctx: Context) -> int:
+    from sarai.audio.asr import Transcriber
+    from sarai.audio.errors import AudioError
+    from sarai.audio.pcm import read_audio
+    from sarai.daemon.app import asr_model_dirs
+    from sarai.routing.audio_features import analyse, utterance_in
+    from sarai.routing.router import Attachment, Router, TurnSignals
+
     if not args.text and not args.audio:
         raise AudioError("nothing to route: give --text TEXT and/or --audio WAV …")
     attachments = tuple(Attachment.from_path(p) for p in args.attach)

@@ -8,13 +8,10 @@ import logging
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
-from sarai.daemon.app import Context
-from sarai.daemon.events import Event, EventKind, State
-from sarai.daemon.service.logs import setup_logging, under_journal
-from sarai.daemon.cli.report import format_turn
-from sarai.daemon.service.supervisor import Daemon
-from sarai.daemon.conversation.turn import TurnRecord
+if TYPE_CHECKING:
+    from sarai.daemon.app import Context
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +31,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace, ctx: Context) -> int:
+    from sarai.daemon.cli.device_check import check_devices
+    from sarai.daemon.cli.report import format_turn
+    from sarai.daemon.conversation.turn import TurnRecord
+    from sarai.daemon.desktop import notifications
+    from sarai.daemon.events import Event, EventKind, State
+    from sarai.daemon.service.logs import setup_logging, under_journal
+    from sarai.daemon.service.supervisor import Daemon
+
+    # A misspelt microphone or speaker stops SARAi now, with the list of what exists,
+    # rather than after the models have loaded.
+    check_devices(ctx.config.audio, ctx.paths.config_file)
     journal = under_journal()
     settings = ctx.config.daemon
     log_file = ctx.paths.state_dir / "daemon.log" if settings.log_file else None
@@ -59,6 +67,7 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
             print("Listening… (Ctrl+C to stop)", file=sys.stderr, flush=True)
 
     daemon = Daemon(ctx, on_event=on_event, journal=journal)
+    stop_notifications = notifications.attach(daemon.hub, ctx)
 
     def on_signal(signum: int, frame) -> None:  # noqa: ARG001
         if daemon.stopping:
@@ -68,6 +77,7 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     rc = daemon.run()
+    stop_notifications()
     # Everything is closed and unloaded by now. Tearing down the interpreter's modules
     # (numpy, onnxruntime, ctranslate2, llama.cpp …) would take seconds more and do nothing
     # useful, and systemd waits for the process, so leave right away.

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from sarai.daemon.app import Context
 from sarai.models import starter
+
+if TYPE_CHECKING:
+    from sarai.daemon.app import Context
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +33,24 @@ def _setup(args: argparse.Namespace, ctx: Context) -> int:
     names = args.only or list(starter.CATALOGUE)
     root = ctx.models_dir
     print(f"Installing starter models into {root}", flush=True)
-    starter.install(names, root, progress=lambda line: print("  " + line, flush=True))
+    from sarai.daemon.cli.progress import ByteBar
+
+    bars: dict[str, ByteBar] = {}
+
+    def say(line: str) -> None:
+        for bar in bars.values():
+            bar.finish()
+        print("  " + line, flush=True)
+
+    def on_bytes(package: str, done: int, total: int | None) -> None:
+        bar = bars.get(package)
+        if bar is None:
+            bar = bars[package] = ByteBar(package.split("==")[0])
+        bar.update(done, total)
+
+    starter.install(names, root, progress=say, on_bytes=on_bytes)
+    for bar in bars.values():
+        bar.finish()
     if args.verify:
         bad = {n: starter.verify(starter.CATALOGUE[n], root) for n in names}
         bad = {n: files for n, files in bad.items() if files}

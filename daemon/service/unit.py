@@ -62,8 +62,11 @@ def render_unit(command: str, config: Path | None = None) -> str:
     return text
 
 
-def render_desktop(command: str) -> str:
-    return re.sub(r"(?m)^Exec=.*$", f"Exec={command} tray", _template(DESKTOP_NAME))
+def render_desktop(command: str, config: Path | None = None) -> str:
+    # The tray hosts the push-to-talk key and edits the configuration file, so it must use
+    # the same file as the service.
+    option = f" --config {config.expanduser().resolve()}" if config is not None else ""
+    return re.sub(r"(?m)^Exec=.*$", f"Exec={command}{option} tray", _template(DESKTOP_NAME))
 
 
 def _write(path: Path, text: str) -> None:
@@ -88,19 +91,31 @@ def systemctl(*args: str) -> tuple[bool, str]:
 
 def install(paths: ServicePaths, *, config: Path | None = None, now: bool = False
             ) -> list[str]:
-    """Write the unit and the autostart entry; lines telling the user what happened."""
+    """Write the unit and the autostart entry; lines telling the user what happened.
+
+    With `now`, also enable and start the service; ServiceError (after the files are
+    written, its message saying so) if it could not be started."""
     command = sarai_command()
     _write(paths.unit, render_unit(command, config))
-    _write(paths.desktop, render_desktop(command))
+    _write(paths.desktop, render_desktop(command, config))
     lines = [f"installed {paths.unit}", f"installed {paths.desktop} (the tray starts at login)"]
     ok, out = systemctl("daemon-reload")
     if not ok:
-        lines.append(f"systemd user manager not reachable ({out.splitlines()[-1] if out else '?'})"
+        why = out.splitlines()[-1] if out else "?"
+        if now:
+            raise ServiceError(
+                "\n".join(lines) + f"\nSARAi was not started: the systemd user manager is not "
+                f"reachable ({why}); in your desktop session run "
+                "'systemctl --user daemon-reload && systemctl --user enable --now sarai'")
+        lines.append(f"systemd user manager not reachable ({why})"
                      "; run 'systemctl --user daemon-reload' in your session")
-    if now and ok:
+    elif now:
         ok, out = systemctl("enable", "--now", UNIT_NAME)
-        lines.append("enabled and started sarai.service" if ok else f"could not start: {out}")
-    elif ok:
+        if not ok:
+            raise ServiceError("\n".join(lines) + f"\nSARAi was not started: {out or '?'} "
+                               "(see 'journalctl --user -u sarai')")
+        lines.append("enabled and started sarai.service")
+    else:
         lines.append("start it now and at every login: systemctl --user enable --now sarai")
     return lines
 

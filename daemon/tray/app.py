@@ -29,15 +29,22 @@ from types import ModuleType
 from typing import Any
 
 from sarai.daemon.control.client import ControlClient
-
 from sarai.daemon.control.wire import ControlError, socket_path
 from sarai.daemon.paths import Paths
 from sarai.daemon.tray.icon import render_icon
-from sarai.daemon.tray.menu import Commands, Entry, TrayModel, TrayView, build_menu
+from sarai.daemon.tray.menu import (
+    Commands,
+    DeviceChoice,
+    Entry,
+    TrayModel,
+    TrayView,
+    build_menu,
+)
 
 log = logging.getLogger(__name__)
 
 RECONNECT_S = 2.0
+SESSION_REFRESH_S = 5.0  # devices plugged in, the config file edited
 HAS_MENU = {"appindicator": True, "gtk": True, "xorg": False}
 
 
@@ -118,7 +125,7 @@ def to_pystray(pystray: ModuleType, entries: tuple[Entry | None, ...]) -> Any:
         action: Any = to_pystray(pystray, e.submenu) if e.submenu else _call(e.action)
         checked = None if e.checked is None else (lambda item, v=e.checked: v)
         items.append(pystray.MenuItem(e.text, action, checked=checked, radio=e.radio,
-                                      enabled=e.enabled))
+                                      enabled=e.enabled, default=e.default))
     return pystray.Menu(*items)
 
 
@@ -133,28 +140,41 @@ def _call(action: Callable[[], None] | None) -> Callable[..., None]:
 class Tray:
     """The icon, kept in step with the daemon."""
 
-    def __init__(self, paths: Paths, backend: str = "auto") -> None:
+    def __init__(self, paths: Paths, backend: str = "auto",
+                 config_arg: Path | None = None) -> None:
+        self.paths = paths
         self._sock = socket_path(paths.runtime_dir)
         self._requested = backend
+        self._config_arg = config_arg  # `sarai --config FILE tray`: the daemon we start gets it
         self.model = TrayModel()
         self._stop = threading.Event()
         self._icon: Any = None
         self._pystray: ModuleType | None = None
         self.backend = ""
-        self.commands = Commands(self._send, self._open_log, self.stop)
+        self.commands = Commands(self._send, self._open_log, self.stop,
+                                 start_daemon=self._start_daemon,
+                                 choose_device=self._choose_device,
+                                 set_notify=self._set_notify)
+        self._hotkey: Any = None
+        self._notifier: Any = None
+        self._hotkey_text: str | None = None
 
     def run(self) -> int:
         pystray, self.backend = load_pystray(self._requested)
         self._pystray = pystray
+        self._refresh_session()
         view = self.model.view
         self._icon = pystray.Icon("sarai", render_icon(view.state, view.marks), view.tooltip(),
                                   menu=pystray.Menu(self._menu_items))
         threading.Thread(target=self._follow, name="tray-events", daemon=True).start()
+        threading.Thread(target=self._session_loop, name="tray-session", daemon=True).start()
         self._icon.run(setup=self._on_visible)
         return 0
 
     def stop(self) -> None:
         self._stop.set()
+        if self._hotkey is not None:
+            self._hotkey.stop()
         if self._icon is not None:
             self._icon.stop()
 
@@ -162,6 +182,7 @@ class Tray:
         icon.visible = True
         self._set_tooltip(self.model.view.tooltip())
         log.info("tray icon shown")
+        self._start_hotkey()
 
     def _menu_items(self):
         assert self._pystray is not None
@@ -174,8 +195,7 @@ class Tray:
         while not self._stop.is_set():
             try:
                 with ControlClient(self._sock, timeout=10) as c:
-                    log_file = c.call("status").get("log_file")
-                    self.model.update(log_file=log_file)
+                    self._redraw(self.model.connected(c.call("status")))
                     for ev in c.subscribe():
                         self._redraw(self.model.apply(ev))
                         if self._stop.is_set():
@@ -228,19 +248,158 @@ class Tray:
 
         threading.Thread(target=work, name=f"tray-{cmd}", daemon=True).start()
 
+    def notify(self, summary: str, body: str = "") -> None:
+        """A desktop notification from the tray (silently nothing where there is no
+        notification service; the notifier logs that once)."""
+        if self._notifier is None:
+            from sarai.daemon.desktop.notify_bus import DesktopNotifier
+
+            self._notifier = DesktopNotifier()
+        self._notifier.send(summary, body, timeout_s=15)
+
     def _open_log(self) -> None:
-        path = self.model.view.log_file
+        path = self.model.view.log_file or str(self.paths.state_dir / "daemon.log")
         opener = shutil.which("xdg-open")
-        if not path or not Path(path).exists():
-            log.error("no log file to open")
+        if not Path(path).exists():
+            log.error("no log file to open: %s does not exist", path)
+            self.notify("SARAi: no log yet", f"{path} does not exist yet.")
         elif opener is None:
-            log.error("cannot open %s: xdg-open is not installed", path)
+            log.warning("cannot open %s: xdg-open is not installed", path)
+            self.notify("SARAi's log", f"{path}\n(xdg-open is not installed to open it; "
+                        "'sarai logs' shows it in a terminal)")
         else:
             subprocess.Popen([opener, path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)
 
+    # --- starting the daemon ----------------------------------------------------------
 
-def run_tray(paths: Paths, backend: str = "auto") -> int:
+    def _start_daemon(self) -> None:
+        threading.Thread(target=self._start_daemon_now, name="tray-start", daemon=True).start()
+
+    def _start_daemon_now(self) -> None:
+        from sarai.daemon.tray.starter import start_daemon
+
+        try:
+            how = start_daemon(self._config_arg)
+        except TrayError as exc:
+            log.error("%s", exc)
+            self.notify("SARAi could not be started", str(exc))
+            return
+        log.info("starting SARAi (%s)", how)
+
+    def _restart_daemon(self) -> None:
+        from sarai.daemon.tray.starter import restart_daemon
+
+        try:
+            how = restart_daemon(self._sock, self._config_arg)
+        except TrayError as exc:
+            log.error("%s", exc)
+            self.notify("SARAi could not be restarted", str(exc))
+            return
+        log.info("restarting SARAi (%s)", how)
+
+    # --- the session: devices, configuration, the push-to-talk key ----------------------
+
+    @property
+    def config_file(self) -> Path:
+        return self._config_arg or self.paths.config_file
+
+    def _session_loop(self) -> None:
+        while not self._stop.wait(SESSION_REFRESH_S):
+            before = self.model.view
+            after = self._refresh_session()
+            if after != before:
+                self._redraw(after)
+
+    def _refresh_session(self) -> TrayView:
+        """Devices present now, and the config file's devices and notification switches."""
+        from sarai.audio.device_names import pulse_devices
+        from sarai.daemon.config import ConfigError, load_config
+
+        devices = [d for d in pulse_devices() if not d.monitor]
+        changes: dict[str, Any] = {
+            "inputs": tuple(DeviceChoice(d.name, d.description, d.default)
+                            for d in devices if d.kind == "input"),
+            "outputs": tuple(DeviceChoice(d.name, d.description, d.default)
+                             for d in devices if d.kind == "output"),
+        }
+        default_log = self.paths.state_dir / "daemon.log"
+        if self.model.view.log_file is None and default_log.is_file():
+            changes["log_file"] = str(default_log)  # a daemon that ran before: its log
+        try:
+            config = load_config(self.config_file, required=self._config_arg is not None)
+        except ConfigError as exc:
+            log.debug("config not read: %s", exc)
+        else:
+            audio, notify = config.audio, config.notify
+            changes.update(
+                input_device=None if audio.input_device is None else str(audio.input_device),
+                output_device=None if audio.output_device is None else str(audio.output_device),
+                notify=tuple((k, bool(getattr(notify, k)))
+                             for k in ("model", "microphone", "errors", "transcripts")),
+            )
+            self._hotkey_text = config.listen.hotkey
+        return self.model.update(**changes)
+
+    def _choose_device(self, kind: str, name: str | None) -> None:
+        def work() -> None:
+            from sarai.daemon.config import ConfigError
+            from sarai.daemon.desktop.config_edit import set_keys
+
+            key = "input_device" if kind == "input" else "output_device"
+            try:
+                set_keys(self.config_file, {("audio", key): name})
+            except ConfigError as exc:
+                log.error("%s", exc)
+                self.notify("SARAi: the device was not changed", str(exc))
+                return
+            log.info("audio.%s set to %s", key, name)
+            self._redraw(self._refresh_session())
+            if self.model.view.connected:
+                self._restart_daemon()  # the daemon opens its devices at start
+
+        threading.Thread(target=work, name="tray-device", daemon=True).start()
+
+    def _set_notify(self, kind: str, on: bool) -> None:
+        from sarai.daemon.config import ConfigError
+        from sarai.daemon.desktop.config_edit import set_keys
+
+        try:
+            set_keys(self.config_file, {("notify", kind): on})
+        except ConfigError as exc:
+            log.error("%s", exc)
+            return
+        log.info("notify.%s set to %s", kind, on)
+        self._redraw(self._refresh_session())
+
+    def _start_hotkey(self) -> None:
+        text = self._hotkey_text
+        if not text:
+            return
+        from sarai.daemon.desktop.hotkey import HotkeyUnavailable, PushKey, PushSender, listen
+        from sarai.daemon.desktop.keys import HotkeyError, parse_hotkey
+
+        sender = PushSender(self.paths, on_error=lambda text: self.notify(
+            "SARAi: push-to-talk key", text))
+        key = PushKey(sender)
+        try:
+            self._hotkey = listen(text, key.pressed, key.released,
+                                  on_error=lambda why: self._redraw(
+                                      self.model.update(hotkey=None, hotkey_problem=why)))
+        except HotkeyUnavailable as exc:
+            log.error("push-to-talk key: %s (push-to-talk still works from this menu)", exc)
+            self._redraw(self.model.update(hotkey_problem=str(exc)))
+            self.notify("SARAi: push-to-talk key unavailable",
+                        f"{exc}. Push-to-talk still works from the tray menu.")
+            return
+        try:
+            label = parse_hotkey(text).label
+        except HotkeyError:
+            label = text
+        self._redraw(self.model.update(hotkey=label, hotkey_problem=None))
+
+
+def run_tray(paths: Paths, backend: str = "auto", config: Path | None = None) -> int:
     """Entry point of `sarai tray`."""
     # The toolkit's main loop runs in C, where Python-level signal handlers never get a turn;
     # the tray holds nothing that needs cleaning up, so the default action (exit) is right.
@@ -248,4 +407,4 @@ def run_tray(paths: Paths, backend: str = "auto") -> int:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     if not logging.getLogger().handlers or logging.getLogger().level > logging.INFO:
         logging.getLogger().setLevel(logging.INFO)
-    return Tray(paths, backend).run()
+    return Tray(paths, backend, config).run()
