@@ -208,7 +208,9 @@ def _main(argv: list[str]) -> int:
         import argcomplete
 
         argcomplete.autocomplete(_completion_parser())
-    parser = build_parser(_command_in(argv))
+    command = _command_in(argv)
+    # --version alone needs no command's parser (and none of their imports).
+    parser = build_parser("" if command is None and "--version" in argv else command)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
