@@ -183,14 +183,15 @@ class ConversationCore:
         self._thread = threading.Thread(target=self._run, name="conversation", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Cut the answer in progress, refuse what is queued, and end the core's thread."""
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Cut the answer in progress, refuse what is queued, and end the core's thread and
+        the runner; False if the runner was still busy when `timeout` ran out."""
         self.post(m.Stop())
         if self._thread is not None:
             self._thread.join(timeout)
         else:
             self.pump()
-        self._runner.close(timeout)
+        return self._runner.close(timeout)
 
     def _run(self) -> None:
         while not self._stopped.is_set():

@@ -43,9 +43,11 @@ class Runner:
         while (job := self._queue.get()[2]) is not None:
             _safely(job)
 
-    def close(self, timeout: float = 5.0) -> None:
+    def close(self, timeout: float = 5.0) -> bool:
+        """Finish what is queued and stop; False if a job was still running at `timeout`."""
         self._queue.put((99, next(self._seq), None))
         self._thread.join(timeout)
+        return not self._thread.is_alive()
 
 
 class InlineRunner:
@@ -66,8 +68,9 @@ class InlineRunner:
         _safely(self._jobs.pop(0)[2])
         return True
 
-    def close(self, timeout: float = 5.0) -> None:  # noqa: ARG002
+    def close(self, timeout: float = 5.0) -> bool:  # noqa: ARG002
         self._jobs.clear()
+        return True
 
 
 def _safely(job: Job) -> None:

@@ -149,12 +149,18 @@ class Daemon:
                                                "message": "SARAi is shutting down"}))
         if self._server_started:
             self._server.close()
+        idle = True
         if self.core is not None:
-            self.core.stop(timeout=budget / 4)  # cuts the answer, refuses what is queued
+            # Cuts the answer, refuses what is queued, waits for the model to stop (one token
+            # or one batch of prompt away).
+            idle = self.core.stop(timeout=budget / 2)
         self.restarter.stop(timeout=budget / 4)  # closes the devices
         if self.residency is not None:
-            self.residency.close()
-            log.info("models unloaded")
+            if idle:
+                self.residency.close()
+                log.info("models unloaded")
+            else:  # freeing a model under a running decode would crash; the exit frees it
+                log.warning("a model was still busy; it is freed as the process exits")
         self.notifier.close()
         log.info("stopped in %.1f s", time.monotonic() - t0)
 
