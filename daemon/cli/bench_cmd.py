@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-_BENCHES = ("bench_voice", "bench_models", "bench_router")
+_BENCHES = ("bench_voice", "bench_models", "bench_router", "bench_soak")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
