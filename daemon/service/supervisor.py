@@ -122,13 +122,15 @@ class Daemon:
         pinned = [Tier(v.tier) for v in self.residency.snapshot().tiers if v.pinned]
         for tier in pinned:
             if not self._stop.is_set():
-                self.publish_state(State.LOADING, f"loading {tier}")
+                core.loading(tier.value)
                 try:
                     self.residency.load(tier)
                 except ModelError as exc:  # its turns fall back to another tier
                     log.error("cannot preload %s: %s", tier, exc)
-        if not self._stop.is_set() and not self.restarter.start():
-            self.publish_state(State.ERROR, self.restarter.last_error)
+                finally:
+                    core.loading(None)
+        if not self._stop.is_set():
+            self.restarter.start()  # a failure is reported through _report_failure
 
     def _supervise(self) -> None:
         ping_every = self.notifier.watchdog_s
@@ -178,15 +180,11 @@ class Daemon:
 
     @property
     def state(self) -> State:
-        if self.core is not None and self._startup[0] is not State.ERROR:
-            return self.core.state
-        return self._startup[0]
+        return self.core.state if self.core is not None else self._startup[0]
 
     @property
     def message(self) -> str | None:
-        if self.core is not None and self._startup[0] is not State.ERROR:
-            return self.core.view.message
-        return self._startup[1]
+        return self.core.view.message if self.core is not None else self._startup[1]
 
     @property
     def mode(self) -> ListenMode:
@@ -225,7 +223,10 @@ class Daemon:
         self.hub.publish(Event(EventKind.RESIDENCY, view.as_dict()))
 
     def _report_failure(self, recovered: bool, sentence: str) -> None:
-        if not recovered:  # a recovered loop announces its own state
+        """The voice loop failed (or came back): the error state until it runs again."""
+        if self.core is not None:
+            self.core.device_error(None if recovered else sentence)
+        elif not recovered:
             self.publish_state(State.ERROR, sentence)
 
     # --- control ----------------------------------------------------------------------
