@@ -84,6 +84,9 @@ def format_status(st: dict[str, Any]) -> str:
              f"voice loop: {st['voice_loop']}"]
     if st.get("last_error"):
         lines.append(f"last error: {st['last_error']} ({st['restarts']} restart(s))")
+    if st.get("microphone_lost"):
+        lines.append(f"microphone: lost {st['microphone_lost']} time(s) since the voice loop "
+                     "started, and reopened")
     lines.append(format_models(st))
     if st.get("log_file"):
         lines.append(f"log:        {st['log_file']}")

@@ -243,6 +243,7 @@ class Daemon:
             "turns": self.core.view.turns if self.core is not None else 0,
             "voice_loop": self._voice_status(),
             "restarts": self.restarter.restarts, "last_error": self.restarter.last_error,
+            "microphone_lost": self.loop.mic_errors if self.loop is not None else 0,
             "models": view["models"], "ram": view["ram"],
             "log_file": str(self.log_file) if self.log_file else None,
             "turn_log": str(self.turn_log.path) if self.turn_log else None,
