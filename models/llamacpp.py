@@ -7,6 +7,7 @@ import os
 import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from sarai.models.backend import CancelToken, Message, StreamingBackend
 from sarai.models.chat_template import ChatTemplate, chat_handler, template_for
@@ -41,9 +42,10 @@ def open_llama(
     n_batch: int,
     use_mmap: bool,
     kv_type: str = "f16",
-):  # -> llama_cpp.Llama
-    """A llama-cpp-python model and context for `path`, prompted with its chat template, or
-    ModelError with the reason (the file is checked, and its template found, before loading)."""
+) -> tuple[Any, ChatTemplate]:  # (llama_cpp.Llama, its template)
+    """A llama-cpp-python model and context for `path`, prompted with its chat template, and
+    that template; or ModelError with the reason (the file is checked, and its template found,
+    before anything is loaded)."""
     template = template_for(check_gguf(path))
     import llama_cpp
     from llama_cpp import Llama
@@ -80,6 +82,7 @@ class LlamaCppBackend(StreamingBackend):
 
     # ValueError: e.g. a prompt longer than the context, or roles the template refuses.
     failures = (ValueError, RuntimeError)
+    template: ChatTemplate
 
     def __init__(
         self,
@@ -97,7 +100,6 @@ class LlamaCppBackend(StreamingBackend):
         self._llm, self.template = open_llama(path, n_ctx=n_ctx, threads=threads,
                                               n_batch=n_batch, use_mmap=use_mmap,
                                               kv_type=kv_type)
-        self.template: ChatTemplate
 
     def _generate(
         self,

@@ -1,9 +1,10 @@
 """Qwen2.5-Omni on llama.cpp with libmtmd: audio and images in the prompt, in order with text.
 
 llama-cpp-python's chat handlers pass only images to libmtmd. This backend builds the prompt
-itself: the model's chat template renders the conversation with one media marker per
-attachment, `mtmd_helper_bitmap_init_from_buf` turns each attachment's bytes (WAV or PNG) into
-a bitmap, `mtmd_tokenize` splits the prompt into text, audio and image chunks, and
+itself: the model's chat template (the one its text turns use, see `models.chat_template`)
+renders the conversation with one media marker per attachment,
+`mtmd_helper_bitmap_init_from_buf` turns each attachment's bytes (WAV or PNG) into a bitmap,
+`mtmd_tokenize` splits the prompt into text, audio and image chunks, and
 `mtmd_helper_eval_chunks` encodes and decodes them with the right positions (M-RoPE for
 Qwen2.5-Omni). Sampling then runs token by token on the same context.
 

@@ -74,7 +74,9 @@ def _tensors(path: Path) -> dict[str, tuple[str, int]]:
 def estimate(path: Path, *, dtype: str, n_ctx: int, device: str = "cpu") -> Cost:
     """What loading the thinker of the checkpoint at `path` takes from the RAM budget:
     its tensors at `dtype` (the talker's are never loaded) and a KV cache of `n_ctx` tokens.
-    On a GPU the weights and cache live in its memory, not in the budget."""
+    On a GPU the weights and cache live in its memory, not in the budget. The first load in a
+    process also maps torch's own libraries in; that is measured and charged after the load,
+    like anything else a load turns out to take beyond its estimate."""
     check_checkpoint(path)
     tensors = _tensors(path)
     thinker = {k: v for k, v in tensors.items() if k.startswith("thinker.")} or tensors
