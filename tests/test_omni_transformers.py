@@ -150,7 +150,7 @@ def test_a_transformers_tier_loads_in_the_budget_and_hears_the_audio(tmp_path, t
         a = Assistant(system_prompt="You are a helpful assistant.", registry=reg,
                       router=router, memory=Conversation(0, 0))
         plain = reg.residency.get(key).inputs([SYSTEM, Message("user", "what is this?")])
-        rec = a.text_turn("what is this?", None, media=load(write_tone(tmp_path / "q.wav", 2.0),
+        rec = a.text_turn("what is this?", None, media=load(write_speech(tmp_path / "q.wav", 2.0),
                                                               LIMITS))
         assert rec.error is None and rec.tier == "omni_fast", rec
         assert "transcribed" not in rec.reason

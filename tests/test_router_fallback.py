@@ -1,9 +1,9 @@
 """Every step of the fallback ladder, with real starter models behind the tiers.
 
-A turn goes through sarai.daemon.conversation.turn.Assistant with a real ModelRegistry (llama.cpp on the starter
-GGUFs); tiers are made unable to serve the way they are in life — the model file is missing
-and no starter stands in, or the RAM budget is too small — and the turn must land on the next
-tier with a reason that says so.
+A turn goes through sarai.daemon.conversation.turn.Assistant with a real ModelRegistry
+(llama.cpp on the starter GGUFs); tiers are made unable to serve the way they are in life — the
+model file is missing and no starter stands in, or the RAM budget is too small — and the turn
+must land on the next tier with a reason that says so.
 """
 
 from __future__ import annotations
