@@ -24,10 +24,11 @@ import numpy as np
 
 from sarai.models import memory
 from sarai.models.backend import Message
+from sarai.models.chat_template import chat_handler, template_of
 from sarai.models.errors import ModelError
 from sarai.models.ggufinfo import read_info
 from sarai.models.registry import ModelRegistry
-from sarai.models.settings import Tier
+from sarai.models.settings import BackendKind, Tier
 
 # The seeds' KPIs (tokens/s of decode), checked only when the production model is present.
 KPI_MIN_TOK_S: dict[Tier, float] = {Tier.OMNI_FAST: 7.0, Tier.TINY: 8.0, Tier.EXPERT: 3.0}
@@ -133,6 +134,8 @@ class BareLlama:
 
             t = {"q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0}[kv_type]
             self.args.update(type_k=t, type_v=t, flash_attn=True)
+        # The same prompt as SARAi's: the chat template SARAi would use for this file.
+        self.template = template_of(path)
         self.n_prompt = 0
 
     def run(self, max_tokens: int, other_text: str) -> tuple[Run, int, int]:
@@ -145,6 +148,7 @@ class BareLlama:
         before = memory.sample()
         t = time.perf_counter()
         llm = llama_cpp.Llama(**self.args)
+        llm.chat_handler = chat_handler(self.template, llm)
         load_s = time.perf_counter() - t
         try:
             stream = llm.create_chat_completion(
@@ -180,10 +184,11 @@ def bench_tier(registry: ModelRegistry, tier: Tier, *, max_tokens: int, runs: in
     threads = ts.threads or os.cpu_count() or 1
     row: dict[str, Any] = {
         "tier": tier.value, "model": r.model, "backend": r.backend, "starter": r.starter,
-        "n_ctx": ts.n_ctx, "threads": threads if r.backend == "llamacpp" else None,
+        "n_ctx": ts.n_ctx, "threads": threads if r.backend.in_process else None,
     }
-    if r.backend != "llamacpp" or r.path is None:
-        # A server: no bare comparison; each streamed chunk counts as one token.
+    if r.backend is not BackendKind.LLAMACPP or r.path is None:
+        # A server or transformers: no bare llama.cpp comparison; each streamed chunk
+        # counts as one token.
         sarai = [run_sarai(registry, tier, max_tokens) for _ in range(runs)]
         row.update(_median([s.figures(s.chunks, None) for s in sarai]))
         row.update(tokens=sarai[-1].chunks, bare_decode_tok_s=None, bare_ttft_ms=None,

@@ -4,29 +4,34 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
-from sarai.models.backend import CancelToken, Message
+from sarai.models.backend import CancelToken, Message, StreamingBackend
+from sarai.models.chat_template import ChatTemplate, chat_handler, template_for
 from sarai.models.errors import ModelError
+from sarai.models.ggufinfo import GGUFInfo, read_info
 
 log = logging.getLogger(__name__)
 
-GGUF_MAGIC = b"GGUF"
 
-
-def check_gguf(path: Path) -> None:
-    """Raise ModelError with a plain reason unless `path` looks like a usable GGUF file."""
-    if not path.exists():
-        raise ModelError(f"model file not found: {path}")
-    if not path.is_file():
-        raise ModelError(f"model path is not a file: {path}")
-    with path.open("rb") as f:
-        head = f.read(8)
-    if head[:4] != GGUF_MAGIC:
-        raise ModelError(f"{path} is not a GGUF model file")
-    if path.stat().st_size < 1024:
-        raise ModelError(f"{path} is truncated ({path.stat().st_size} bytes)")
+def check_gguf(path: Path) -> GGUFInfo:
+    """What the GGUF file at `path` holds, or ModelError naming the path: missing, not a
+    regular file (a folder, a device such as /dev/zero), not GGUF, or truncated."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ModelError(f"model file not found: {path}") from None
+    except OSError as exc:
+        raise ModelError(f"cannot read the model file {path}: {exc.strerror or exc}") from exc
+    if stat.S_ISDIR(mode):
+        raise ModelError(f"model path {path} is a folder, not a GGUF model file")
+    if not stat.S_ISREG(mode):
+        raise ModelError(f"model path {path} is not a regular file (a device or a pipe), "
+                         "not a GGUF model file")
+    return read_info(path)
 
 
 def open_llama(
@@ -37,9 +42,11 @@ def open_llama(
     n_batch: int,
     use_mmap: bool,
     kv_type: str = "f16",
-):  # -> llama_cpp.Llama
-    """A llama-cpp-python model and context for `path`, or ModelError with the reason."""
-    check_gguf(path)
+) -> tuple[Any, ChatTemplate]:  # (llama_cpp.Llama, its template)
+    """A llama-cpp-python model and context for `path`, prompted with its chat template, and
+    that template; or ModelError with the reason (the file is checked, and its template found,
+    before anything is loaded)."""
+    template = template_for(check_gguf(path))
     import llama_cpp
     from llama_cpp import Llama
 
@@ -49,7 +56,7 @@ def open_llama(
         raise ModelError(f"unknown KV cache type '{kv_type}' (use f16, q8_0 or q4_0)")
     threads = threads or os.cpu_count() or 1
     try:
-        return Llama(
+        llm = Llama(
             model_path=str(path),
             n_ctx=n_ctx,
             n_threads=threads,
@@ -63,11 +70,19 @@ def open_llama(
             verbose=False,
         )
     except (ValueError, RuntimeError, OSError) as exc:
-        raise ModelError(f"cannot load {path.name}: {exc}") from exc
+        raise ModelError(f"cannot load {path}: {exc}") from exc
+    # Never llama-cpp-python's own fallback (the Llama-2 format), which other models echo.
+    llm.chat_handler = chat_handler(template, llm)
+    log.debug("%s is prompted with %s", path.name, template.source)
+    return llm, template
 
 
-class LlamaCppBackend:
+class LlamaCppBackend(StreamingBackend):
     """A GGUF model loaded with llama-cpp-python; streams chat completions."""
+
+    # ValueError: e.g. a prompt longer than the context, or roles the template refuses.
+    failures = (ValueError, RuntimeError)
+    template: ChatTemplate
 
     def __init__(
         self,
@@ -79,37 +94,34 @@ class LlamaCppBackend:
         use_mmap: bool = True,
         kv_type: str = "f16",
     ) -> None:
-        self.name = path.name
+        super().__init__(path.name)
         self.path = path
         self.n_ctx = n_ctx
-        self._llm = open_llama(path, n_ctx=n_ctx, threads=threads, n_batch=n_batch,
-                               use_mmap=use_mmap, kv_type=kv_type)
+        self._llm, self.template = open_llama(path, n_ctx=n_ctx, threads=threads,
+                                              n_batch=n_batch, use_mmap=use_mmap,
+                                              kv_type=kv_type)
 
-    def stream(
+    def _generate(
         self,
         messages: Sequence[Message],
         *,
         max_tokens: int,
-        temperature: float = 0.7,
-        cancel: CancelToken | None = None,
+        temperature: float,
+        cancel: CancelToken | None,
     ) -> Iterator[str]:
+        if self._llm is None:
+            raise ModelError(f"{self.name} is closed")
+        chunks = self._llm.create_chat_completion(
+            messages=[m.as_dict() for m in messages],
+            max_tokens=max_tokens,
+            temperature=temperature,
+            stream=True,
+        )
         try:
-            chunks = self._llm.create_chat_completion(
-                messages=[m.as_dict() for m in messages],
-                max_tokens=max_tokens,
-                temperature=temperature,
-                stream=True,
-            )
             for chunk in chunks:
-                if cancel is not None and cancel.cancelled:
-                    # Closing the generator stops llama.cpp's decode loop.
-                    chunks.close()
-                    return
-                text = chunk["choices"][0]["delta"].get("content")
-                if text:
-                    yield text
-        except ValueError as exc:  # e.g. prompt longer than the context
-            raise ModelError(f"{self.name}: {exc}") from exc
+                yield chunk["choices"][0]["delta"].get("content") or ""
+        finally:
+            chunks.close()  # stops llama.cpp's decode loop
 
     def close(self) -> None:
         llm = getattr(self, "_llm", None)

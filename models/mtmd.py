@@ -1,9 +1,10 @@
 """Qwen2.5-Omni on llama.cpp with libmtmd: audio and images in the prompt, in order with text.
 
 llama-cpp-python's chat handlers pass only images to libmtmd. This backend builds the prompt
-itself: the model's chat template renders the conversation with one media marker per
-attachment, `mtmd_helper_bitmap_init_from_buf` turns each attachment's bytes (WAV or PNG) into
-a bitmap, `mtmd_tokenize` splits the prompt into text, audio and image chunks, and
+itself: the model's chat template (the one its text turns use, see `models.chat_template`)
+renders the conversation with one media marker per attachment,
+`mtmd_helper_bitmap_init_from_buf` turns each attachment's bytes (WAV or PNG) into a bitmap,
+`mtmd_tokenize` splits the prompt into text, audio and image chunks, and
 `mtmd_helper_eval_chunks` encodes and decodes them with the right positions (M-RoPE for
 Qwen2.5-Omni). Sampling then runs token by token on the same context.
 
@@ -26,19 +27,11 @@ from pathlib import Path
 from sarai.models.attachments import MediaKind
 from sarai.models.backend import CancelToken, Message
 from sarai.models.errors import ModelError
-from sarai.models.llamacpp import check_gguf, open_llama
+from sarai.models.llamacpp import LlamaCppBackend, check_gguf
 from sarai.models.multimodal import MediaMessage
 from sarai.models.projector import Projector, ProjectorInfo, ProjectorSource
 
 log = logging.getLogger(__name__)
-
-# ChatML, used when a GGUF carries no chat template (Qwen's format).
-_CHATML = (
-    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + "
-    "'<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}"
-    "{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
-
 
 @dataclass(frozen=True)
 class PromptStats:
@@ -76,7 +69,7 @@ ProjectorFactory = Callable[[Callable[[], object]], ProjectorSource]
 """Builds the projector for a text model, given a function returning its llama_model."""
 
 
-class OmniBackend:
+class OmniBackend(LlamaCppBackend):
     """A GGUF text model plus an optional mmproj; streams chat completions with attachments.
 
     The projector is kept by a `Projector` of its own (`mmproj`, `mmproj_keep_s`), or by
@@ -100,13 +93,10 @@ class OmniBackend:
         if mmproj is not None:
             check_gguf(mmproj)
         _quiet_mtmd()
-        self.name = path.name
-        self.path = path
-        self.n_ctx = n_ctx
-        self.n_batch = min(n_batch, n_ctx)
         threads = threads or os.cpu_count() or 1
-        self._llm = open_llama(path, n_ctx=n_ctx, threads=threads, n_batch=n_batch,
-                               use_mmap=use_mmap, kv_type=kv_type)
+        super().__init__(path, n_ctx=n_ctx, threads=threads, n_batch=n_batch,
+                         use_mmap=use_mmap, kv_type=kv_type)
+        self.n_batch = min(n_batch, n_ctx)
         self.projector: ProjectorSource | None = None
         if projector is not None:
             self.projector = projector(self.llama_model)
@@ -135,88 +125,48 @@ class OmniBackend:
             kinds.add(MediaKind.IMAGE)
         return frozenset(kinds)
 
-    def projector_info(self) -> ProjectorInfo | None:
-        return self.projector.info() if self.projector else None
-
     # --- chat --------------------------------------------------------------------------------
 
-    def stream(
+    def _generate(
         self,
         messages: Sequence[Message | MediaMessage],
         *,
         max_tokens: int,
-        temperature: float = 0.7,
-        cancel: CancelToken | None = None,
+        temperature: float,
+        cancel: CancelToken | None,
     ) -> Iterator[str]:
         if not any(isinstance(m, MediaMessage) and m.media for m in messages):
-            yield from self._stream_text(messages, max_tokens, temperature, cancel)
+            # No reset here: a multimodal turn leaves Llama's bookkeeping empty (so its KV
+            # cells are cleared on the next eval), and between text turns the kept tokens are
+            # the prompt cache that makes a warm system prompt cheap.
+            yield from super()._generate(messages, max_tokens=max_tokens,
+                                         temperature=temperature, cancel=cancel)
             return
         if self.projector is None:
             raise ModelError(f"{self.name} has no projector configured for audio or images")
+        if self._llm is None:
+            raise ModelError(f"{self.name} is closed")
         ctx = self.projector.acquire()
         try:
             n_past, used = self._eval_prompt(ctx, messages)
         finally:
             # The prompt is encoded; the projector is not needed to generate the reply.
             self.projector.release()
-        yield from self._generate(n_past, min(max_tokens, self.n_ctx - used), temperature, cancel)
-
-    def count_prompt(self, messages: Sequence[Message | MediaMessage]) -> PromptStats:
-        """Tokenize (encoding nothing) and count the prompt's tokens by type."""
-        if self.projector is None:
-            raise ModelError(f"{self.name} has no projector configured")
-        ctx = self.projector.acquire()
-        try:
-            chunks = self._tokenize(ctx, messages)
-            try:
-                return self._stats(chunks)
-            finally:
-                from llama_cpp import mtmd_cpp
-
-                mtmd_cpp.mtmd_input_chunks_free(chunks)
-        finally:
-            self.projector.release()
-
-    def _stream_text(self, messages, max_tokens, temperature, cancel) -> Iterator[str]:
-        # No reset here: a multimodal turn leaves Llama's bookkeeping empty (so its KV cells
-        # are cleared on the next eval), and between text turns the kept tokens are the
-        # prompt cache that makes a warm system prompt cheap.
-        try:
-            chunks = self._llm.create_chat_completion(
-                messages=[m.as_dict() for m in messages], max_tokens=max_tokens,
-                temperature=temperature, stream=True,
-            )
-            for chunk in chunks:
-                if cancel is not None and cancel.cancelled:
-                    chunks.close()
-                    return
-                text = chunk["choices"][0]["delta"].get("content")
-                if text:
-                    yield text
-        except ValueError as exc:
-            raise ModelError(f"{self.name}: {exc}") from exc
+        yield from self._sample(n_past, min(max_tokens, self.n_ctx - used), temperature, cancel)
 
     # --- prompt ------------------------------------------------------------------------------
 
     def _render(self, messages: Sequence[Message | MediaMessage], marker: str) -> str:
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-        template = self._llm.metadata.get("tokenizer.chat_template") or _CHATML
+        """The prompt in the model's own chat template (the one its text turns use), with one
+        media marker per attachment before the message's text. No BOS here: libmtmd adds it
+        as the vocabulary asks."""
         rows = []
         for m in messages:
             content = m.content
             if isinstance(m, MediaMessage) and m.media:
                 content = marker * len(m.media) + ("\n" + content if content else "")
             rows.append({"role": m.role, "content": content})
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-
-        def raise_exception(message: str) -> None:
-            raise ModelError(f"{self.name}: chat template: {message}")
-
-        return env.from_string(template).render(
-            messages=rows, add_generation_prompt=True, raise_exception=raise_exception,
-            bos_token="", eos_token="",
-        )
+        return self.template.render(rows, name=self.name)
 
     def _tokenize(self, ctx: int, messages: Sequence[Message | MediaMessage]) -> int:
         from llama_cpp import mtmd_cpp
@@ -293,8 +243,8 @@ class OmniBackend:
 
     # --- generation --------------------------------------------------------------------------
 
-    def _generate(self, n_past: int, max_tokens: int, temperature: float,
-                  cancel: CancelToken | None) -> Iterator[str]:
+    def _sample(self, n_past: int, max_tokens: int, temperature: float,
+                cancel: CancelToken | None) -> Iterator[str]:
         import llama_cpp
 
         lctx = self._llm._ctx.ctx
@@ -341,7 +291,4 @@ class OmniBackend:
     def close(self) -> None:
         if self.projector is not None:
             self.projector.close()
-        llm = getattr(self, "_llm", None)
-        if llm is not None:
-            llm.close()
-            self._llm = None
+        super().close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal
 
 import numpy as np
 
@@ -33,20 +33,6 @@ class MediaMessage:
     @property
     def kinds(self) -> set[MediaKind]:
         return {a.kind for a in self.media}
-
-
-@runtime_checkable
-class MediaCapable(Protocol):
-    """A backend that can be handed `MediaMessage`s with these kinds of attachments."""
-
-    def accepts(self) -> frozenset[MediaKind]: ...
-
-
-def accepted_kinds(backend: object) -> frozenset[MediaKind]:
-    """What a backend can take directly (empty for text-only backends)."""
-    if isinstance(backend, MediaCapable):
-        return backend.accepts()
-    return frozenset()
 
 
 @dataclass(frozen=True)

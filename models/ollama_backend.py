@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlparse
 
-from sarai.models.backend import CancelToken, Message
+from sarai.models.backend import CancelToken, Message, StreamingBackend
 from sarai.models.errors import ModelError, ModelUnavailable
 from sarai.models.settings import Residency, TierSettings
 
@@ -94,12 +94,15 @@ def ollama_ps(host: str, timeout: float = 1.0) -> list[OllamaLoaded]:
     return out
 
 
-class OllamaBackend:
+class OllamaBackend(StreamingBackend):
     """Streams chat replies from Ollama; residency maps to Ollama's own `keep_alive`."""
+
+    # The client raises httpx's errors, its own ResponseError, and more for bad hosts.
+    failures = (Exception,)
 
     def __init__(self, host: str, model: str, *, n_ctx: int, keep_alive: float | str,
                  timeout: float | None = None) -> None:
-        self.name = model
+        super().__init__(model)
         self.host = host
         self._model = model
         self._n_ctx = n_ctx
@@ -116,36 +119,32 @@ class OllamaBackend:
                 f"Ollama at {self.host} could not load {self._model}: {_reason(exc)}"
             ) from exc
 
-    def stream(
+    def _generate(
         self,
         messages: Sequence[Message],
         *,
         max_tokens: int,
-        temperature: float = 0.7,
-        cancel: CancelToken | None = None,
+        temperature: float,
+        cancel: CancelToken | None,
     ) -> Iterator[str]:
+        parts = self._client.chat(
+            model=self._model,
+            messages=[m.as_dict() for m in messages],
+            stream=True,
+            keep_alive=self._keep_alive,
+            options={"num_predict": max_tokens, "temperature": temperature,
+                     "num_ctx": self._n_ctx},
+        )
         try:
-            parts = self._client.chat(
-                model=self._model,
-                messages=[m.as_dict() for m in messages],
-                stream=True,
-                keep_alive=self._keep_alive,
-                options={"num_predict": max_tokens, "temperature": temperature,
-                         "num_ctx": self._n_ctx},
-            )
             for part in parts:
-                if cancel is not None and cancel.cancelled:
-                    parts.close()  # closes the HTTP stream; Ollama stops generating
-                    return
-                text = part.message.content
-                if text:
-                    yield text
-        except ModelError:
-            raise
-        except Exception as exc:
-            raise ModelUnavailable(
-                f"Ollama model {self._model} at {self.host} failed: {_reason(exc)}"
-            ) from exc
+                yield part.message.content or ""
+        finally:
+            parts.close()  # closes the HTTP stream; Ollama stops generating
+
+    def _failure(self, exc: BaseException) -> ModelError:
+        return ModelUnavailable(
+            f"Ollama model {self._model} at {self.host} failed: {_reason(exc)}"
+        )
 
     def close(self) -> None:
         # keep_alive=0 asks Ollama to unload the model now; an unreachable server holds

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 
 import httpx
 
-from sarai.models.backend import CancelToken, Message
+from sarai.models.backend import CancelToken, Message, StreamingBackend
 from sarai.models.errors import ModelError, ModelUnavailable
 
 
@@ -56,12 +56,14 @@ def openai_has_model(host: str, model: str, *, api_key_env: str | None = None,
     return False, f"the server at {host} does not offer '{model}' (it has: {', '.join(ids)})"
 
 
-class OpenAIBackend:
+class OpenAIBackend(StreamingBackend):
     """Streams chat replies from an OpenAI-compatible `/v1/chat/completions` endpoint."""
+
+    failures = (httpx.HTTPError,)
 
     def __init__(self, host: str, model: str, *, api_key_env: str | None = None,
                  connect_timeout: float = 5.0, read_timeout: float = 120.0) -> None:
-        self.name = model
+        super().__init__(model)
         self._host = host
         self._model = model
         self._client = httpx.Client(
@@ -70,13 +72,13 @@ class OpenAIBackend:
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
         )
 
-    def stream(
+    def _generate(
         self,
         messages: Sequence[Message],
         *,
         max_tokens: int,
-        temperature: float = 0.7,
-        cancel: CancelToken | None = None,
+        temperature: float,
+        cancel: CancelToken | None,
     ) -> Iterator[str]:
         body = {
             "model": self._model,
@@ -85,28 +87,25 @@ class OpenAIBackend:
             "temperature": temperature,
             "stream": True,
         }
-        try:
-            with self._client.stream("POST", "/chat/completions", json=body) as r:
-                if r.status_code >= 400:
-                    r.read()
-                    raise ModelUnavailable(
-                        f"{self._model} at {self._host} answered {r.status_code}: "
-                        f"{r.text[:200].strip()}"
-                    )
-                for line in r.iter_lines():
-                    if cancel is not None and cancel.cancelled:
-                        return  # leaving the block closes the connection; the server stops
-                    text = _delta(line)
-                    if text is None:
-                        break
-                    if text:
-                        yield text
-        except ModelError:
-            raise
-        except httpx.HTTPError as exc:
-            raise ModelUnavailable(
-                f"{self._model} at {self._host} failed: {type(exc).__name__}: {exc}"
-            ) from exc
+        # Leaving the block (at the end, on cancel or when closed) closes the connection,
+        # and the server stops generating.
+        with self._client.stream("POST", "/chat/completions", json=body) as r:
+            if r.status_code >= 400:
+                r.read()
+                raise ModelUnavailable(
+                    f"{self._model} at {self._host} answered {r.status_code}: "
+                    f"{r.text[:200].strip()}"
+                )
+            for line in r.iter_lines():
+                text = _delta(line)
+                if text is None:
+                    break
+                yield text
+
+    def _failure(self, exc: BaseException) -> ModelError:
+        return ModelUnavailable(
+            f"{self._model} at {self._host} failed: {type(exc).__name__}: {exc}"
+        )
 
     def close(self) -> None:
         self._client.close()

@@ -7,8 +7,14 @@ falls back to another tier.
 
 A llama.cpp tier with an `mmproj` is served by `OmniBackend` for text and media turns alike
 (one text model per tier); its projector is a resident of its own, loaded by the first
-multimodal prompt (see `models.omni_tier`). `media(tier)` says what a turn's attachments can
+multimodal prompt (see `models.omni_tier`). A transformers tier is a Qwen2.5-Omni checkpoint
+whose thinker takes audio and images itself. `media(tier)` says what a turn's attachments can
 reach now.
+
+A configured model that is there but unusable (a folder or a device where a GGUF file should
+be, a file that is not GGUF or is cut short, a model with no chat template) is an error that
+names it, never silently replaced by a starter; a starter stands in only for a model that is
+not there at all.
 """
 
 from __future__ import annotations
@@ -25,9 +31,9 @@ from pathlib import Path
 from sarai.models import starter
 from sarai.models.attachments import MediaKind
 from sarai.models.backend import CancelToken, ChatBackend, Message
+from sarai.models.chat_template import template_for
 from sarai.models.discovery import Found, discover, find_model
 from sarai.models.errors import ModelError, ModelUnavailable
-from sarai.models.ggufinfo import read_info
 from sarai.models.llamacpp import LlamaCppBackend, check_gguf
 from sarai.models.memory import MIB
 from sarai.models.ollama_backend import (
@@ -42,8 +48,24 @@ from sarai.models.ollama_backend import (
 from sarai.models.omni_tier import MediaSupport, ResidentProjector, projector_cost, projector_kinds
 from sarai.models.openai_backend import OpenAIBackend, openai_has_model
 from sarai.models.residency import ResidencyManager
-from sarai.models.resident import Admission, Cost, Listener, ResidentInfo, ResidentKind, ResidentState
-from sarai.models.settings import ModelsSettings, Residency, ResidencySettings, Tier, TierSettings
+from sarai.models.resident import (
+    Admission,
+    Cost,
+    Listener,
+    ResidentInfo,
+    ResidentKind,
+    ResidentState,
+)
+from sarai.models.settings import (
+    BackendKind,
+    ModelsSettings,
+    Residency,
+    ResidencySettings,
+    Tier,
+    TierSettings,
+)
+from sarai.models.transformers_backend import check_checkpoint
+from sarai.models.transformers_backend import estimate as checkpoint_estimate
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +75,13 @@ class ResolvedTier:
     """What will answer for a tier, and why."""
 
     tier: Tier
-    backend: str  # "llamacpp", "ollama", "openai"
+    backend: BackendKind
     model: str  # what a person would call it
-    path: Path | None  # GGUF file for in-process backends
+    path: Path | None  # GGUF file (llamacpp) or checkpoint folder (transformers)
     starter: bool  # a starter model stands in for the configured one
     why: str = ""  # why the configured model is not used
     host: str | None = None  # server for ollama / openai
     mmproj: Path | None = None  # projector (a resident of its own, loaded for media turns)
-
-    @property
-    def key(self) -> tuple:
-        """Tiers with the same key use the same model file or server model."""
-        return (self.backend, str(self.path) if self.path else self.model)
 
 
 class TierHandle:
@@ -114,7 +131,6 @@ class ModelRegistry:
         self._resolved: dict[Tier, ResolvedTier] = {}
         self._found: list[Found] | None = None
         self._handles: dict[tuple[Tier, bool], TierHandle] = {}
-        self._turns: dict[str, threading.Lock] = {}
         self._lock = threading.RLock()
         self._warm = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sarai-warm")
 
@@ -134,22 +150,26 @@ class ModelRegistry:
                 self._found = discover(self._dir, self._s.search_dirs)
             return self._found
 
-    def refresh(self) -> None:
-        """Forget resolutions and discovery (after installing a model)."""
-        with self._lock:
-            self._resolved.clear()
-            self._found = None
-            self._handles.clear()
-
-    def find_file(self, name: str) -> Path | None:
-        """A configured GGUF name as a file: a path, a name in models_dir or search_dirs, or
-        a file found in the HF cache or Ollama's store (by file, repo or Ollama name)."""
+    def _named(self, name: str) -> Path | None:
+        """What a configured name points at, if anything is there (a file, a folder, a
+        device): the path itself, or the name in models_dir or search_dirs."""
         p = Path(name).expanduser()
         if p.is_absolute():
-            return p if p.is_file() else None
+            return p if p.exists() else None
         for folder in (self._dir, *self._s.search_dirs):
-            if (folder.expanduser() / p).is_file():
+            if (folder.expanduser() / p).exists():
                 return folder.expanduser() / p
+        return None
+
+    def find_file(self, name: str) -> Path | None:
+        """A configured GGUF name as a path: what the name points at (a path, a name in
+        models_dir or search_dirs; checked by the caller), or a file found in the HF cache
+        or Ollama's store (by file, repo or Ollama name)."""
+        named = self._named(name)
+        if named is not None:
+            return named
+        if Path(name).expanduser().is_absolute():
+            return None
         found = find_model(name, self.discovered())
         return found.path if found else None
 
@@ -160,54 +180,94 @@ class ModelRegistry:
             return self._resolved[tier]
 
     def _resolve(self, tier: Tier, ts: TierSettings) -> ResolvedTier:
-        if ts.backend == "llamacpp":
+        kind = ts.backend
+        if kind is BackendKind.LLAMACPP:
             path = self.find_file(ts.model)
             if path is not None:
+                try:
+                    template_for(check_gguf(path))
+                except ModelError as exc:
+                    raise ModelError(f"tier {tier}: {exc}") from exc
                 # A configured projector that is missing stays named, so media turns can
                 # say so instead of acting as if none were configured.
                 mmproj = (self.find_file(ts.mmproj) or self.model_path(ts.mmproj)
                           if ts.mmproj else None)
-                return ResolvedTier(tier, "llamacpp", path.name, path, False, mmproj=mmproj)
+                return ResolvedTier(tier, kind, path.name, path, False, mmproj=mmproj)
             why = f"{ts.model} not found in {self._dir} or the other places searched"
-        elif ts.backend == "ollama":
+        elif kind is BackendKind.TRANSFORMERS:
+            path = self._named(ts.model)
+            if path is not None:
+                try:
+                    check_checkpoint(path)
+                except ModelError as exc:
+                    raise ModelError(f"tier {tier}: {exc}") from exc
+                return ResolvedTier(tier, kind, path.name, path, False)
+            why = f"{ts.model} not found in {self._dir} or the other places searched"
+        elif kind is BackendKind.OLLAMA:
             host = ts.host or DEFAULT_HOST
             ok, why = ollama_has_model(host, ts.model)
             if ok:
-                return ResolvedTier(tier, "ollama", ts.model, None, False, host=host)
+                return ResolvedTier(tier, kind, ts.model, None, False, host=host)
         else:
             if ts.host is None:
                 raise ModelError(f"tier {tier}: the openai backend needs a host (server URL)")
             ok, why = openai_has_model(ts.host, ts.model, api_key_env=ts.api_key_env)
             if ok:
-                return ResolvedTier(tier, "openai", ts.model, None, False, host=ts.host)
+                return ResolvedTier(tier, kind, ts.model, None, False, host=ts.host)
         if ts.starter is None:
             raise ModelUnavailable(f"tier {tier}: {why}, and no starter model is configured")
         model = starter.CATALOGUE.get(ts.starter)
         if model is None or model.kind is not starter.Kind.LLM:
             raise ModelError(f"tier {tier}: '{ts.starter}' is not a starter language model")
-        return ResolvedTier(tier, "llamacpp", model.title, model.path(self._dir), True, why)
+        if not model.chat:
+            chat = ", ".join(n for n, m in starter.CATALOGUE.items()
+                             if m.kind is starter.Kind.LLM and m.chat)
+            raise ModelError(f"tier {tier}: {why}, and the starter '{ts.starter}' "
+                             f"({model.title}) is a pretrained model that repeats a chat back "
+                             f"instead of answering it; use a chat starter ({chat})")
+        return ResolvedTier(tier, BackendKind.LLAMACPP, model.title, model.path(self._dir),
+                            True, why)
 
     def starter_notice(self) -> str | None:
-        """One plain sentence naming the tiers that run on starter models, or None."""
-        subs = [self.resolve(t) for t in Tier]
-        subs = [r for r in subs if r.starter]
-        if not subs:
-            return None
-        lines = ", ".join(f"{r.tier} → {r.model}" for r in subs)
-        return (f"Production models not found, so starter models answer instead: {lines}. "
-                "See 'sarai models' to install the real ones.")
+        """Plain sentences naming the tiers that run on starter models and the tiers that
+        cannot run at all (with the reason), or None when every tier has its own model."""
+        subs: list[ResolvedTier] = []
+        broken: list[str] = []
+        for t in Tier:
+            try:
+                r = self.resolve(t)
+            except ModelError as exc:
+                broken.append(str(exc))
+                continue
+            if r.starter:
+                subs.append(r)
+        notes = []
+        if subs:
+            lines = ", ".join(f"{r.tier} → {r.model}" for r in subs)
+            notes.append(f"Production models not found, so starter models answer instead: "
+                         f"{lines}. See 'sarai models' to install the real ones.")
+        if broken:
+            notes.append("Tiers that cannot answer, so others answer for them: "
+                         + "; ".join(broken) + ".")
+        return " ".join(notes) or None
 
     # --- keys and costs ------------------------------------------------------------------
 
     def n_ctx(self, tier: Tier, long_context: bool = False) -> int:
         ts = self._s.tier(tier)
+        if self.resolve(tier).backend is BackendKind.TRANSFORMERS:
+            # One model object serves both sizes (its cache grows as needed).
+            return max(ts.n_ctx, ts.n_ctx_long or 0)
         return ts.n_ctx_long if long_context and ts.n_ctx_long else ts.n_ctx
 
     def key(self, tier: Tier, long_context: bool = False) -> str:
-        """The residency key: one resident per file and context size, or per server model."""
+        """The residency key: one resident per file and context size (llama.cpp), per
+        checkpoint (transformers), or per server model."""
         r = self.resolve(tier)
-        if r.backend == "llamacpp":
+        if r.backend is BackendKind.LLAMACPP:
             return f"llamacpp:{r.path}@{self.n_ctx(tier, long_context)}"
+        if r.backend is BackendKind.TRANSFORMERS:
+            return f"transformers:{r.path}"
         return f"{r.backend}:{r.host}/{r.model}"
 
     def projector_key(self, tier: Tier, long_context: bool = False) -> str:
@@ -219,19 +279,30 @@ class ModelRegistry:
         """What loading the tier will take from the budget (reads the GGUF header)."""
         r = self.resolve(tier)
         ts = self._s.tier(tier)
-        if r.backend == "llamacpp":
+        if r.backend is BackendKind.LLAMACPP:
             assert r.path is not None
             if r.starter and not r.path.is_file():
                 raise ModelUnavailable(
                     f"tier {tier}: starter model {r.model} is not installed; run 'sarai setup'"
                 )
-            check_gguf(r.path)
-            est = read_info(r.path).estimate_mb(self.n_ctx(tier, long_context),
-                                                kv_type=ts.kv_type, n_batch=ts.n_batch)
+            try:
+                # The file may have gone (or changed) since the tier was resolved.
+                info = check_gguf(r.path)
+            except ModelError as exc:
+                raise ModelError(f"tier {tier}: {exc}") from exc
+            est = info.estimate_mb(self.n_ctx(tier, long_context), kv_type=ts.kv_type,
+                                   n_batch=ts.n_batch)
             # The projector is not counted here: it is a resident of its own (projector_key).
             return Cost(weights_mb=est.weights_mb, extra_mb=est.kv_mb + est.compute_mb,
                         weights_file=str(r.path.resolve()) if ts.use_mmap else None)
-        if r.backend == "ollama" and r.host and is_local(r.host):
+        if r.backend is BackendKind.TRANSFORMERS:
+            assert r.path is not None
+            try:
+                return checkpoint_estimate(r.path, dtype=ts.dtype, device=ts.device,
+                                           n_ctx=self.n_ctx(tier, long_context))
+            except ModelError as exc:
+                raise ModelError(f"tier {tier}: {exc}") from exc
+        if r.backend is BackendKind.OLLAMA and r.host and is_local(r.host):
             size = ollama_model_size(r.host, r.model)
             return Cost(extra_mb=size / MIB if size else 0.0)
         return Cost()  # a remote server's memory is not ours
@@ -241,7 +312,7 @@ class ModelRegistry:
     def _loader(self, tier: Tier, long_context: bool) -> Callable[[], ChatBackend]:
         r = self.resolve(tier)
         ts = self._s.tier(tier)
-        if r.backend == "ollama":
+        if r.backend is BackendKind.OLLAMA:
             def load_ollama() -> ChatBackend:
                 b = OllamaBackend(r.host or DEFAULT_HOST, r.model,
                                   n_ctx=self.n_ctx(tier, long_context),
@@ -249,10 +320,20 @@ class ModelRegistry:
                 b.load()
                 return b
             return load_ollama
-        if r.backend == "openai":
+        if r.backend is BackendKind.OPENAI:
             assert r.host is not None
             return lambda: OpenAIBackend(r.host or "", r.model, api_key_env=ts.api_key_env)
         assert r.path is not None
+        if r.backend is BackendKind.TRANSFORMERS:
+            folder, ctx = r.path, self.n_ctx(tier, long_context)
+
+            def load_transformers() -> ChatBackend:
+                from sarai.models.transformers_backend import TransformersOmniBackend
+
+                log.info("loading %s for %s with transformers", r.model, tier)
+                return TransformersOmniBackend(folder, device=ts.device, dtype=ts.dtype,
+                                               threads=ts.threads, n_ctx=ctx)
+            return load_transformers
         path, mmproj = r.path, r.mmproj
         n_ctx = self.n_ctx(tier, long_context)
 
@@ -289,7 +370,7 @@ class ModelRegistry:
             policy=ts.residency,
             ttl_s=ts.ttl_s if ts.residency is Residency.TTL else None,
             closer=lambda b: b.close(),
-            external=r.backend != "llamacpp",
+            external=not r.backend.in_process,
             detail=f"{r.backend}, n_ctx {self.n_ctx(tier, long_context)}"
             + (", starter stand-in" if r.starter else ""),
             use=use,
@@ -297,17 +378,14 @@ class ModelRegistry:
 
     @contextlib.contextmanager
     def _lease(self, tier: Tier, long_context: bool) -> Iterator[ChatBackend]:
-        """The resident model for one reply: busy (never unloaded) until the block ends, and
-        one reply at a time per model, since a llama.cpp context is not thread-safe."""
+        """The resident model for one reply: busy (never unloaded) until the block ends. The
+        backend itself lets one reply at a time through (see `StreamingBackend`)."""
         key = self.key(tier, long_context)
-        with self._lock:
-            turn = self._turns.setdefault(key, threading.Lock())
-        with turn:
-            backend = self._acquire(tier, long_context, use=True)
-            try:
-                yield backend
-            finally:
-                self.residency.release(key)
+        backend = self._acquire(tier, long_context, use=True)
+        try:
+            yield backend
+        finally:
+            self.residency.release(key)
 
     def backend(self, tier: Tier, *, long_context: bool = False) -> ChatBackend:
         """The tier's model, loaded (within the budget) if it is not resident yet."""
@@ -343,7 +421,10 @@ class ModelRegistry:
         if r.starter and self._s.tier(tier).mmproj:
             return MediaSupport(frozenset(), f"runs on the starter model {r.model}, which has "
                                 "no projector")
-        if r.backend != "llamacpp" or r.mmproj is None:
+        if r.backend is BackendKind.TRANSFORMERS:
+            # The Omni thinker has its audio and vision encoders in the model itself.
+            return MediaSupport(frozenset({MediaKind.AUDIO, MediaKind.IMAGE}))
+        if r.backend is not BackendKind.LLAMACPP or r.mmproj is None:
             return MediaSupport(frozenset(), "has no projector configured")
         if not r.mmproj.is_file():
             return MediaSupport(frozenset(), f"has no projector: {r.mmproj} was not found")
@@ -368,8 +449,8 @@ class ModelRegistry:
             cost = self.estimate(tier, long_context)
         except ModelError as exc:
             return Admission(False, str(exc), 0.0, 0.0)
-        return self.residency.admission(key, cost, external=self.resolve(tier).backend
-                                        != "llamacpp")
+        return self.residency.admission(key, cost,
+                                        external=not self.resolve(tier).backend.in_process)
 
     def warm_up(self, tier: Tier, *, long_context: bool = False,
                 evict: bool = False) -> Future[bool]:
@@ -426,7 +507,7 @@ class ModelRegistry:
         if not include_ollama:
             return infos
         hosts = {self._s.tier(t).host or DEFAULT_HOST for t in Tier
-                 if self._s.tier(t).backend == "ollama"}
+                 if self._s.tier(t).backend is BackendKind.OLLAMA}
         by_key = {i.key: i for i in infos}
         timeout = self.residency.settings.ollama_ps_timeout_s
         for host in sorted(hosts):
@@ -446,7 +527,7 @@ class ModelRegistry:
                                                expires_in_s=m.expires_in_s)
                     continue
                 names = (m.model, m.model.removesuffix(":latest"))
-                tiers = tuple(t for t in Tier if self._s.tier(t).backend == "ollama"
+                tiers = tuple(t for t in Tier if self._s.tier(t).backend is BackendKind.OLLAMA
                               and self._s.tier(t).model in names)
                 by_key[key] = ResidentInfo(
                     key=key, name=m.model, kind=ResidentKind.LLM, tiers=tiers,
@@ -467,35 +548,3 @@ class ModelRegistry:
         for tier in Tier:
             with contextlib.suppress(ModelError):
                 self.unload(tier, force=True)
-
-    @property
-    def _loaded(self) -> _LoadedByFile:
-        """For code written against the first registry, which kept `_loaded[(backend, path)]`;
-        new code calls `unload(tier)`."""
-        return _LoadedByFile(self)
-
-
-class _LoadedByFile:
-    """`pop(resolved.key)` unloads every resident of that model and returns None (the
-    manager has closed it already)."""
-
-    def __init__(self, registry: ModelRegistry) -> None:
-        self._r = registry
-
-    def pop(self, key: tuple, default: object = None) -> object:
-        for tier in Tier:
-            with contextlib.suppress(ModelError):
-                if self._r.resolve(tier).key == key:
-                    self._r.unload(tier, force=True)
-        return default
-
-    def __contains__(self, key: object) -> bool:
-        return any(self._r.is_loaded(t) for t in Tier
-                   if _safe_key(self._r, t) == key)
-
-
-def _safe_key(registry: ModelRegistry, tier: Tier) -> tuple | None:
-    try:
-        return registry.resolve(tier).key
-    except ModelError:
-        return None

@@ -16,6 +16,25 @@ class Tier(StrEnum):
     TINY = "tiny"
 
 
+class BackendKind(StrEnum):
+    """What serves a tier's model."""
+
+    LLAMACPP = "llamacpp"  # a GGUF file in this process (llama-cpp-python)
+    OLLAMA = "ollama"  # an Ollama server
+    OPENAI = "openai"  # any OpenAI-compatible server
+    TRANSFORMERS = "transformers"  # a Qwen2.5-Omni checkpoint folder in this process
+
+    @property
+    def in_process(self) -> bool:
+        """The model's memory is this process's own (a server holds its own)."""
+        return self in (BackendKind.LLAMACPP, BackendKind.TRANSFORMERS)
+
+    @property
+    def server(self) -> bool:
+        """Served over HTTP: needs a host."""
+        return self in (BackendKind.OLLAMA, BackendKind.OPENAI)
+
+
 class Residency(StrEnum):
     PINNED = "pinned"  # loaded at start, never unloaded
     TTL = "ttl"  # unloaded after `ttl_s` idle seconds
@@ -23,6 +42,7 @@ class Residency(StrEnum):
 
 
 KvType = Literal["f16", "q8_0", "q4_0"]
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 
 
 class TierSettings(BaseModel):
@@ -30,8 +50,9 @@ class TierSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    backend: Literal["llamacpp", "ollama", "openai"] = "llamacpp"
-    model: str = Field(description="GGUF file (path or name in models_dir) or server model name")
+    backend: BackendKind = BackendKind.LLAMACPP
+    model: str = Field(description="GGUF file (path or name in models_dir), checkpoint folder "
+                       "(transformers) or server model name")
     host: str | None = Field(None, description="server URL for the ollama/openai backends")
     api_key_env: str | None = Field(
         None, description="openai backend: environment variable holding the API key"
@@ -53,6 +74,9 @@ class TierSettings(BaseModel):
     n_batch: int = Field(512, ge=1)
     use_mmap: bool = True
     kv_type: KvType = Field("f16", description="KV cache element type (q8_0/q4_0 save RAM)")
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?|mps)$",
+                        description="transformers backend: where the model runs")
+    dtype: Dtype = Field("auto", description="transformers backend: weights' type")
     residency: Residency = Residency.ON_DEMAND
     ttl_s: float = Field(60.0, gt=0)
 

@@ -48,6 +48,9 @@ class StarterModel:
     title: str
     files: tuple[StarterFile, ...]
     main: str  # the file (or folder, for "") a loader points at
+    # A language model tuned to answer a conversation. A pretrained one only continues text:
+    # prompted with a chat, it repeats the prompt back instead of answering.
+    chat: bool = True
 
     def path(self, root: Path) -> Path:
         folder = root / "starter" / self.name
@@ -93,6 +96,9 @@ CATALOGUE: dict[str, StarterModel] = {
                 ),
             ),
             "gemma-3-270m-q4_k_m.gguf",
+            # The pretrained Gemma 3 270M, not the instruction-tuned one: with Gemma's chat
+            # template it repeats the user's turn (system prompt included) instead of answering.
+            chat=False,
         ),
         StarterModel(
             "whisper-tiny-en",

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from sarai.models.errors import ModelError
-from sarai.models.settings import Tier
+from sarai.models.settings import BackendKind, Tier
 
 
 class _Admission(Protocol):
@@ -23,7 +23,7 @@ class CanLoad(Protocol):
 
 
 class _Resolved(Protocol):
-    backend: str
+    backend: BackendKind
     starter: bool
     mmproj: object | None
 
@@ -50,9 +50,10 @@ def from_registry(registry: CanLoad) -> Callable[[Tier], bool]:
 
 
 def media_from_registry(registry: Resolves) -> Callable[[Tier], bool]:
-    """A tier takes attachments directly when its llama.cpp model has a projector (mmproj).
+    """A tier takes attachments directly when its llama.cpp model has a projector (mmproj),
+    or when it is a transformers Omni checkpoint (its thinker has both encoders).
 
-    This is the condition under which the registry serves the tier with its Omni backend;
+    This is the condition under which the registry serves the tier with an Omni backend;
     other tiers get an attachment's transcript, or nothing, instead.
     """
 
@@ -61,7 +62,9 @@ def media_from_registry(registry: Resolves) -> Callable[[Tier], bool]:
             r = registry.resolve(tier)
         except ModelError:
             return False
-        if r.backend != "llamacpp":
+        if r.backend is BackendKind.TRANSFORMERS:
+            return True
+        if r.backend is not BackendKind.LLAMACPP:
             return False
         return r.mmproj is not None or (registry.settings(tier).mmproj is not None
                                         and not r.starter)

@@ -15,14 +15,15 @@ def test_list_json_names_every_model_and_the_tier_it_serves(sarai, smollm2, gemm
     smol, gem = rows[str(smollm2)], rows[str(gemma)]
     assert smol["source"] == "starter" and smol["quantization"] == "Q4_1"
     assert smol["parameters_label"] == "135M" and smol["architecture"] == "llama"
-    assert sorted(smol["tiers"]) == ["omni_fast", "tiny"]
-    assert sorted(gem["tiers"]) == ["expert", "omni_quality"]
+    # Every starter tier runs on the chat model; the pretrained Gemma serves none.
+    assert sorted(smol["tiers"]) == ["expert", "omni_fast", "omni_quality", "tiny"]
+    assert gem["tiers"] == [] and gem["architecture"] == "gemma3"
     assert gem["size_mb"] == round(gemma.stat().st_size / 2**20, 1)
     assert out["tiers"]["omni_fast"]["starter"] is True
     assert "Qwen2.5-Omni-3B-Q4_K_M.gguf not found" in out["tiers"]["omni_fast"]["why"]
     text = sarai("models", "list")
     assert text.code == 0 and "SmolLM2-135M-Instruct.Q4_1.gguf" in text.out
-    assert "omni_fast, tiny" in text.out
+    assert "omni_fast, omni_quality, expert, tiny" in text.out
 
 
 def test_load_reports_measured_ram_and_ps_shows_budget(sarai):
@@ -40,7 +41,7 @@ def test_load_reports_measured_ram_and_ps_shows_budget(sarai):
     assert json.loads(ps.out)["resident"] == []  # a fresh process holds nothing
     text = sarai("models", "load", "omni_quality")
     assert text.code == 0, text.err
-    assert "Loaded Gemma 3 270M" in text.out and "ttl" in text.out and "60s" in text.out
+    assert "Loaded SmolLM2-135M-Instruct" in text.out and "ttl" in text.out and "60s" in text.out
 
 
 def test_unload_and_pin_act_in_process_and_pin_can_be_saved(sarai, sarai_env, tmp_path):

@@ -135,7 +135,7 @@ def test_a_tier_can_name_an_ollama_model_and_llama_cpp_loads_its_blob(tmp_path, 
     monkeypatch.setenv("OLLAMA_MODELS", str(ollama_store(tmp_path / "ollama", smollm2)))
     monkeypatch.setenv("HF_HUB_CACHE", str(hf_cache(tmp_path / "hf", gemma)))
     monkeypatch.setattr(Path, "home", lambda: tmp_path / "home")  # no real stores
-    ts = {"starter": "gemma3-270m", "n_ctx": 256, "threads": 2}
+    ts = {"starter": "smollm2-135m", "n_ctx": 256, "threads": 2}
     settings = ModelsSettings(
         omni_fast=TierSettings(model="Qwen2.5-Omni-3B-Q4_K_M.gguf", **ts),
         omni_quality=TierSettings(model="Qwen2.5-Omni-7B-Q4_K_M.gguf", **ts),

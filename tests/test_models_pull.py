@@ -17,14 +17,17 @@ import pytest
 import yaml
 
 from sarai.models import pull
+from sarai.models.chat_template import CHATML
 from sarai.models.errors import ModelError
 
 LFM2 = "/LiquidAI/LFM2-1.2B-GGUF/resolve/main/LFM2-1.2B-Q4_K_M.gguf"
 
 
 def tiny_gguf(path: Path, mb: float = 3.0) -> bytes:
-    """A small valid GGUF file (llama architecture, one tensor) written with the gguf package."""
+    """A small valid GGUF file (llama architecture, one tensor, a chat template like the real
+    file's) written with the gguf package."""
     w = gguf.GGUFWriter(str(path), "llama")
+    w.add_chat_template(CHATML)
     w.add_block_count(2)
     w.add_context_length(4096)
     w.add_embedding_length(64)

@@ -39,25 +39,36 @@ def _ask(media, text="What is this?"):
     return [SYSTEM, MediaMessage("user", text, tuple(media))]
 
 
+def _prompt(omni, messages):
+    """The token counts of the prompt a media turn really sent (one token generated)."""
+    "".join(omni.stream(messages, max_tokens=1, temperature=0))
+    return omni.last_prompt
+
+
+def _text_tokens(omni, messages) -> int:
+    """Tokens of the same conversation with no attachment, in the model's template."""
+    prompt = omni.template.render([m.as_dict() for m in messages])
+    return len(omni._llm.tokenize(prompt.encode(), add_bos=True, special=True))
+
+
 def test_audio_tokens_grow_with_the_clip(omni, tmp_path):
     short = load(write_speech(tmp_path / "short.wav", 4.0), LIMITS)
     long = load(write_speech(tmp_path / "long.wav", 40.0), LIMITS)
-    plain = omni.count_prompt([SYSTEM, MediaMessage("user", "What is this?", ())])
-    a = omni.count_prompt(_ask(short))
-    b = omni.count_prompt(_ask(long))
-    assert plain.audio == 0
-    assert a.audio > 0 and a.text >= plain.text
+    plain = _text_tokens(omni, [SYSTEM, Message("user", "What is this?")])
+    a = _prompt(omni, _ask(short))
+    b = _prompt(omni, _ask(long))
+    assert a.audio > 0 and a.image == 0 and a.text >= plain
     # libmtmd encodes Whisper-style 30 s windows at 25 tokens/s: 40 s takes two windows.
     assert b.audio > a.audio and b.audio == 2 * a.audio
-    assert b.total > a.total > plain.total
+    assert b.total > a.total > plain
 
 
 def test_an_image_adds_image_tokens_and_a_bigger_one_more(omni, tmp_path):
     small, big = tmp_path / "s.png", tmp_path / "b.png"
     Image.new("RGB", (112, 112), (200, 30, 30)).save(small)
     Image.new("RGB", (448, 336), (30, 200, 30)).save(big)
-    s = omni.count_prompt(_ask(load(small, LIMITS)))
-    b = omni.count_prompt(_ask(load(big, LIMITS)))
+    s = _prompt(omni, _ask(load(small, LIMITS)))
+    b = _prompt(omni, _ask(load(big, LIMITS)))
     assert s.image > 0 and s.audio == 0
     assert b.image > s.image
 
@@ -168,3 +179,25 @@ def test_with_a_projector_audio_is_sent_as_audio(omni, tmp_path):
     turn = prepare_user_turn("and this?", media, accepts=omni.accepts(), tier="omni_fast")
     assert isinstance(turn.message, MediaMessage) and turn.note is None
     assert [a.kind for a in turn.message.media] == [MediaKind.AUDIO]
+
+
+def test_media_prompt_is_rendered_in_the_models_own_template(omni, tmp_path):
+    media = load(write_speech(tmp_path / "q.wav", 1.0), LIMITS)
+    assert omni.template.from_file  # the converted Omni GGUF carries its chat template
+    prompt = omni._render(_ask(media), "<M>")
+    assert prompt == ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+                      "<|im_start|>user\n<M>\nWhat is this?<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_media_prompt_of_a_model_without_a_template_uses_its_architectures(gemma, tmp_path):
+    # Gemma's GGUF here has no chat template: the media prompt is Gemma's format too, with
+    # the system prompt folded into the user's turn (no BOS: libmtmd adds it).
+    b = OmniBackend(gemma, n_ctx=512, threads=2)
+    try:
+        media = load(write_speech(tmp_path / "q.wav", 1.0), LIMITS)
+        assert b.template.source == "the known gemma template for gemma3"
+        assert b._render(_ask(media), "<M>") == (
+            "<start_of_turn>user\nYou are a helpful assistant.\n\n<M>\nWhat is this?"
+            "<end_of_turn>\n<start_of_turn>model\n")
+    finally:
+        b.close()

@@ -15,9 +15,9 @@ import pytest
 from omni_fixtures import tiny, write_speech  # noqa: F401
 from PIL import Image
 
+from conftest import wait_until
 from sarai.audio.asr import Transcriber
 from sarai.audio.settings import AsrSettings
-from conftest import wait_until
 from sarai.daemon.conversation.memory import Conversation
 from sarai.daemon.conversation.turn import Assistant
 from sarai.models import memory, starter

@@ -1,9 +1,9 @@
 """Every step of the fallback ladder, with real starter models behind the tiers.
 
-A turn goes through sarai.daemon.conversation.turn.Assistant with a real ModelRegistry (llama.cpp on the starter
-GGUFs); tiers are made unable to serve the way they are in life — the model file is missing
-and no starter stands in, or the RAM budget is too small — and the turn must land on the next
-tier with a reason that says so.
+A turn goes through sarai.daemon.conversation.turn.Assistant with a real ModelRegistry
+(llama.cpp on the starter GGUFs); tiers are made unable to serve the way they are in life — the
+model file is missing and no starter stands in, or the RAM budget is too small — and the turn
+must land on the next tier with a reason that says so.
 """
 
 from __future__ import annotations
@@ -112,8 +112,8 @@ def test_fast_missing_a_social_turn_lands_on_tiny(make):
 
 
 def test_budget_too_small_for_quality_lands_on_the_next_tier(make):
-    # Gemma 3 270M with omni_quality's 8k context needs ~0.5 GB; with expert's 512 tokens
-    # it needs ~0.3 GB. A 0.4 GB budget admits the second and refuses the first.
+    # The starter SmolLM2-135M with omni_quality's 8k context needs ~0.45 GB; with expert's
+    # 512 tokens it needs ~0.15 GB. A 0.4 GB budget admits the second and refuses the first.
     a = make(_models(), budget_gb=0.4)
     rec = a.text_turn(COMPLEX, None)
     assert rec.error is None and rec.reply and rec.tier == "expert"

@@ -311,7 +311,7 @@ def _bind(args: argparse.Namespace, ctx: Context, tier: Tier, values: dict[str, 
 
 def _pull(args: argparse.Namespace, ctx: Context) -> int:
     from sarai.models import pull
-    from sarai.models.settings import Tier
+    from sarai.models.settings import BackendKind, Tier
 
     item = pull.lookup(args.name, Tier(args.tier) if args.tier else None)
     base = pull.base_url(ctx.config.models.pull_url)
@@ -324,7 +324,7 @@ def _pull(args: argparse.Namespace, ctx: Context) -> int:
         if item.tier is None and not args.no_bind:
             print("Not bound to a tier (give --tier to bind it).")
         return 0
-    values: dict[str, Any] = {"backend": "llamacpp", "model": got["model"].name}
+    values: dict[str, Any] = {"backend": str(BackendKind.LLAMACPP), "model": got["model"].name}
     if "mmproj" in got:
         values["mmproj"] = got["mmproj"].name
     _bind(args, ctx, item.tier, values)

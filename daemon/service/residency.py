@@ -101,9 +101,6 @@ class DaemonResidency:
         return ResidencyView(tuple(views), residents, used, reg.residency.budget_mb,
                              memory.sample().total_mb)
 
-    def is_pinned(self, tier: Tier) -> bool:
-        return next(v.pinned for v in self.snapshot().tiers if v.tier == tier.value)
-
     # --- changing it ------------------------------------------------------------------
 
     def load(self, tier: Tier, *, long_context: bool = False) -> ResidencyView:
