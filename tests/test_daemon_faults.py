@@ -107,3 +107,28 @@ def _fill(path: Path) -> None:
                     break
     finally:
         os.close(fd)
+
+
+def test_a_model_file_deleted_between_turns_hands_the_turn_on_and_says_why(tmp_path,
+                                                                          models_dir, pulse,
+                                                                          smollm2):
+    gguf = tmp_path / "fast.gguf"
+    shutil.copy(smollm2, gguf)
+    env = isolated_env(tmp_path, models_dir, pulse)
+    d = start_daemon(env, config=f"models:\n  omni_fast:\n    model: {gguf}\n")
+    try:
+        first = d.call("ask", timeout=300, text="Hello, how are you?", speak=False)["turn"]
+        assert first["tier"] == "omni_fast" and first["reply"]
+        d.call("models", action="unload", tier="omni_fast", force=True)
+        gguf.unlink()
+        second = d.call("ask", timeout=300, text="Hello again, how are you?",
+                        speak=False)["turn"]
+        # Another tier answered, and the record says why the first choice did not.
+        assert second["reply"] and second["error"] is None
+        assert second["tier"] not in ("", "omni_fast"), second
+        assert "omni_fast" in second["reason"], second["reason"]
+        d.wait_for(lambda: "fast.gguf" in d.log and "not found" in d.log, 30,
+                   "the missing file named in the log")
+        assert d.call("status")["state"] in ("listening", "idle")
+    finally:
+        stop_daemon(d)
