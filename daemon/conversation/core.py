@@ -93,6 +93,7 @@ class ConversationCore:
         self._loading: str | bool = False  # a turn's model is loading (its tier)
         self._asked_load: str | None = None  # a load someone asked for, outside turns
         self._hearing = False
+        self._mic_live = False  # listening means the microphone's audio flows
         self._device_error: str | None = None
         self._turn_error: str | None = None  # why the last turn had no answer
         self._turn_error_until = 0.0
@@ -236,6 +237,9 @@ class ConversationCore:
         self._refresh()
 
     # Front end -------------------------------------------------------------------------
+
+    def _on_MicLive(self, msg: m.MicLive) -> None:
+        self._mic_live = msg.live
 
     def _on_SpeechState(self, msg: m.SpeechState) -> None:
         self._hearing = msg.speaking
@@ -682,7 +686,7 @@ class ConversationCore:
         elif self._turn_error and not self._hearing \
                 and self.clock.now() < self._turn_error_until:
             state, message = State.ERROR, self._turn_error
-        elif self._output is None and not self._hearing:
+        elif not self._mic_live:
             state = State.IDLE
         else:
             state = State.HEARING if self._hearing else State.LISTENING

@@ -53,6 +53,7 @@ class FrontEnd:
         self._barged: int | None = None  # the answer this front end reported talked over
         self._releases = 0  # push-to-talk releases seen
         self._speaking = False
+        self._live = False  # audio has arrived since the microphone (re)opened
 
     @property
     def frame_ms(self) -> int:
@@ -65,6 +66,9 @@ class FrontEnd:
 
     def hear(self, frame: np.ndarray, captured_at: float) -> None:
         """One VAD frame of microphone audio, whose last sample was captured at `captured_at`."""
+        if not self._live:
+            self._live = True
+            self._post(m.MicLive(True))
         view = self._core.view
         if view.mode is ListenMode.MUTED or (view.mode is ListenMode.PUSH and not view.pushing):
             if view.push_releases != self._releases:
@@ -161,6 +165,10 @@ class FrontEnd:
             self._on_end(utt)
 
     def device_lost(self) -> None:
-        """The microphone went away: nobody is left to confirm a paused barge-in."""
+        """The microphone went away: nobody is left to confirm a paused barge-in, and
+        nothing is heard until it is back."""
         if self._barge.reset() is BargeAction.RESUME and self.speaker is not None:
             self.speaker.resume()
+        if self._live:
+            self._live = False
+            self._post(m.MicLive(False))

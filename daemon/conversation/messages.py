@@ -26,6 +26,11 @@ class Message:
 # --- from the microphone's front end, in the order heard ---------------------------------
 
 @dataclass(frozen=True)
+class MicLive(Message):
+    live: bool  # the microphone's audio flows (a fresh stream takes a moment to start)
+
+
+@dataclass(frozen=True)
 class SpeechState(Message):
     speaking: bool  # the VAD hears speech now
 
