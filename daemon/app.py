@@ -10,8 +10,8 @@ from sarai.audio.tts import VoiceBank
 from sarai.daemon.config import Config
 from sarai.daemon.conversation.memory import Conversation
 from sarai.daemon.conversation.speech import SpokenLimits
-from sarai.daemon.paths import Paths
 from sarai.daemon.conversation.turn import Assistant
+from sarai.daemon.paths import Paths
 from sarai.models import starter
 from sarai.models.registry import ModelRegistry
 from sarai.models.resident import ResidentKind

@@ -27,7 +27,9 @@ TYPED = "what is two plus two"
 def daemon(tmp_path, models_dir: Path, pulse):
     env = isolated_env(tmp_path, models_dir, pulse)
     # Short answers keep the test quick; the spoken limit is what a user would hear anyway.
-    d = start_daemon(env, config="assistant:\n  spoken_max_sentences: 1\n")
+    # The history keeps all 55 turns of the test (it keeps the last 50 by default).
+    d = start_daemon(env, config="assistant:\n  spoken_max_sentences: 1\n"
+                                 "daemon:\n  history_size: 200\n")
     d.env = env
     yield d
     stop_daemon(d)

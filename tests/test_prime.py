@@ -9,8 +9,8 @@ import pytest
 from conftest import StreamSpy
 from sarai.daemon.app import Context, build_assistant
 from sarai.daemon.config import load_config
+from sarai.daemon.conversation.record import TurnRecord
 from sarai.daemon.paths import Paths
-from sarai.daemon.conversation.turn import TurnRecord
 from sarai.models.backend import CancelToken
 from sarai.models.settings import Tier
 

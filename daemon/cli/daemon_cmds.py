@@ -143,7 +143,7 @@ def _history(args: argparse.Namespace, ctx: None) -> int:  # noqa: ARG001
     with client() as c:
         turns = c.call("history", limit=max(1, args.n))["turns"]
     from sarai.daemon.cli.report import format_turn
-    from sarai.daemon.conversation.turn import TurnRecord
+    from sarai.daemon.conversation.record import TurnRecord
 
     for t in turns:
         print(json.dumps(t, ensure_ascii=False) if args.json

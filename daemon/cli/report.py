@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sarai.daemon.conversation.turn import TurnRecord
+from sarai.daemon.conversation.record import TurnRecord
 
 _ORDER = ("asr", "route", "model_load", "ttft", "first_audio", "total")
 

@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace, ctx: Context) -> int:
     from sarai.daemon.cli.device_check import check_devices
     from sarai.daemon.cli.report import format_turn
-    from sarai.daemon.conversation.turn import TurnRecord
+    from sarai.daemon.conversation.record import TurnRecord
     from sarai.daemon.desktop import notifications
     from sarai.daemon.events import Event, EventKind, State
     from sarai.daemon.service.logs import setup_logging, under_journal

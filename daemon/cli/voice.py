@@ -61,7 +61,7 @@ def _say(line: str) -> None:
 
 def _emit(data: dict[str, Any], as_json: bool, *, reply_only: bool = False) -> None:
     from sarai.daemon.cli.report import format_turn
-    from sarai.daemon.conversation.turn import TurnRecord
+    from sarai.daemon.conversation.record import TurnRecord
 
     if as_json:
         print(json.dumps(data, ensure_ascii=False), flush=True)
@@ -165,8 +165,7 @@ def _ask(args: argparse.Namespace, ctx: Context | None) -> int:  # noqa: ARG001
     if rec.get("error"):
         _say(f"error: {rec['error']}")
         return 1
-    if not args.json:
-        _say(where)
+    _say(where)
     return 0
 
 

@@ -34,10 +34,11 @@ from sarai.daemon.config import ListenSettings
 from sarai.daemon.conversation import messages as m
 from sarai.daemon.conversation.endpoint import looks_complete
 from sarai.daemon.conversation.phases import Turn, TurnPhase
+from sarai.daemon.conversation.record import TurnRecord
 from sarai.daemon.conversation.requests import Origin, RequestError, Source, TurnRequest
 from sarai.daemon.conversation.runner import InlineRunner, Priority, Runner
 from sarai.daemon.conversation.stages import Stage, StageClock
-from sarai.daemon.conversation.turn import Assistant, TurnRecord
+from sarai.daemon.conversation.turn import Assistant
 from sarai.daemon.conversation.wake import match_wake
 from sarai.daemon.events import Event, EventKind, ListenMode, State
 from sarai.models.backend import CancelToken

@@ -12,9 +12,9 @@ from typing import ClassVar
 
 from sarai.audio.playback import Output
 from sarai.audio.vad import Utterance
+from sarai.daemon.conversation.record import TurnRecord
 from sarai.daemon.conversation.requests import TurnRequest
 from sarai.daemon.conversation.stages import Stage
-from sarai.daemon.conversation.turn import TurnRecord
 from sarai.daemon.events import ListenMode
 
 

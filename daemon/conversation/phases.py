@@ -20,9 +20,9 @@ from enum import StrEnum
 
 from sarai.audio.playback import HeldSink
 from sarai.audio.wav_output import WavOutput
+from sarai.daemon.conversation.record import TurnRecord
 from sarai.daemon.conversation.requests import TurnRequest
 from sarai.daemon.conversation.stages import StageClock
-from sarai.daemon.conversation.turn import TurnRecord
 from sarai.models.backend import CancelToken
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
 
 from sarai.audio.asr import Transcriber
 from sarai.audio.clock import MONOTONIC
@@ -22,8 +21,9 @@ from sarai.audio.sentences import SentenceSplitter
 from sarai.audio.tts import VoiceBank
 from sarai.audio.vad import Utterance
 from sarai.daemon.conversation.memory import Conversation, is_forget_request
+from sarai.daemon.conversation.record import TurnRecord
 from sarai.daemon.conversation.speech import SpeechWorker, SpokenLimits
-from sarai.daemon.conversation.stages import Stage, StageClock, timings
+from sarai.daemon.conversation.stages import Stage, StageClock
 from sarai.models.attachments import Attachment
 from sarai.models.backend import CancelToken, Message
 from sarai.models.errors import ModelError
@@ -41,46 +41,6 @@ LANGUAGE_NAMES = {"en": "English", "es": "Spanish", "fr": "French", "de": "Germa
 _FORGOTTEN = {"en": "Done, I have forgotten that.", "es": "Hecho, lo he olvidado."}
 _SORRY = {"en": "Sorry, I cannot answer right now.",
           "es": "Lo siento, ahora no puedo responder."}
-
-
-@dataclass
-class TurnRecord:
-    """Everything about one turn; printed by --json, sent in turn events, written to the
-    turn log. `stages` are the stage timestamps (ms from the turn's zero), `timings` the
-    figures derived from them (see daemon.conversation.stages)."""
-
-    transcript: str
-    tier: str = ""
-    reason: str = ""
-    reply: str = ""
-    model: str = ""
-    language: str = ""
-    source: str = "voice"
-    timings: dict[str, float] = field(default_factory=dict)
-    stages: dict[str, list[float]] = field(default_factory=dict)
-    audio_s: float | None = None
-    interrupted: bool = False
-    error: str | None = None
-    spoken: str = ""  # what was given to the voice, when it was not the whole reply
-    id: int = 0
-    outcome: str = ""  # done | interrupted | dropped (see TurnPhase)
-    started_at: float = field(default_factory=time.time)  # epoch seconds of the turn's zero
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> TurnRecord:
-        """A record from its dict (a turn event, the history, the turn log), ignoring keys
-        it does not know, such as those of records written by older versions."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-    def seal(self, marks: StageClock) -> None:
-        """Copy the stage marks in, with the figures derived from them."""
-        self.stages = marks.stages()
-        self.timings = timings(self.stages)
-        self.started_at = round(time.time() - (marks.now() - marks.zero), 3)
 
 
 def ms_since(since: float) -> float:

@@ -19,8 +19,9 @@ from sarai.audio.settings import AudioSettings
 from sarai.daemon.config import ListenSettings
 from sarai.daemon.conversation.core import ConversationCore, Emit
 from sarai.daemon.conversation.frontend import FrontEnd
+from sarai.daemon.conversation.record import TurnRecord
 from sarai.daemon.conversation.requests import typed
-from sarai.daemon.conversation.turn import Assistant, TurnRecord
+from sarai.daemon.conversation.turn import Assistant
 from sarai.daemon.events import ListenMode, State
 
 log = logging.getLogger(__name__)
