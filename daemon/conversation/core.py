@@ -90,6 +90,7 @@ class ConversationCore:
         self._ids = itertools.count(1)
         self._turns: dict[int, Turn] = {}  # turns not yet final, by id
         self._history: deque[TurnRecord] = deque(maxlen=history_size)
+        self._history_view: tuple[TurnRecord, ...] = ()  # what other threads read
         self._output: Output | None = None
         self._loading: str | bool = False  # a turn's model is loading (its tier)
         self._asked_load: str | None = None  # a load someone asked for, outside turns
@@ -125,7 +126,7 @@ class ConversationCore:
         return self._unmuted
 
     def history(self) -> list[TurnRecord]:
-        return list(self._history)
+        return list(self._history_view)
 
     @property
     def busy(self) -> bool:
@@ -330,6 +331,7 @@ class ConversationCore:
     def _on_Forget(self, msg: m.Forget) -> None:
         self.assistant.forget()
         self._history.clear()
+        self._history_view = ()
         msg.future.set_result(True)
 
     def _on_Interrupt(self, msg: m.Interrupt) -> None:
@@ -513,6 +515,7 @@ class ConversationCore:
             self._turn_error = f"the last turn could not be answered: {rec.error}"
             self._turn_error_until = self.clock.now() + _TURN_ERROR_S
         self._history.append(rec)
+        self._history_view = tuple(self._history)
         self._view = replace(self._view, turns=self._view.turns + 1)
         self._emit(Event(EventKind.TURN, rec.as_dict()))
         if turn.future is not None and not turn.future.done():
