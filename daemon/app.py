@@ -65,11 +65,11 @@ def build_assistant(ctx: Context, *, hear: bool, speak: bool) -> Assistant:
     registry = ModelRegistry(cfg.models, ctx.models_dir, residency=cfg.residency)
     transcriber = Transcriber(cfg.audio.asr, asr_model_dirs(ctx)) if hear else None
     if transcriber is not None:
-        name = transcriber.model_name_for(None)
-        folder = asr_model_dirs(ctx)[name]
-        with registry.residency.track(f"asr:{name}", name, ResidentKind.ASR,
-                                      estimate_mb=_size_mb(folder)):
-            transcriber.preload()
+        for name in transcriber.model_names():  # both the English and the multilingual model
+            folder = asr_model_dirs(ctx)[name]  # for `auto`
+            with registry.residency.track(f"asr:{name}", name, ResidentKind.ASR,
+                                          estimate_mb=_size_mb(folder)):
+                transcriber.preload(name)
     voices = voice_bank(ctx) if speak else None
     if voices is not None:
         # onnxruntime holds about twice the voice file once its session is built.
