@@ -6,8 +6,10 @@ stands when the model was sure of it (its mean token log-probability is at least
 `english_min_logprob`: English speech scores about −0.15, other languages below −0.5). Only
 when it was not does the multilingual model encode the same window once, pick the language
 among `auto_languages` (English when it has at least `english_min_share` of the probability
-among them), and decode that encoding in that language. So an English turn costs what it did,
-and a Spanish one pays for one multilingual decode on top.
+among them), and decode that encoding in that language; when that guess is English although
+the English model was unsure, the other language is decoded too and the more probable
+transcript wins (a short Spanish turn often sounds English to the language guess). So an
+English turn costs what it did, and a Spanish one pays for a multilingual decode on top.
 
 Other languages are decoded with a wider beam (`beam_size_other`) and without the English
 prompt, which the multilingual model otherwise follows into English spellings.
@@ -144,9 +146,19 @@ class Transcriber:
         if window is None:
             return self._full_window_auto(name, audio)
         encoded = encode_window(model, audio, window)
-        lang, share = self._pick(language_shares(model, encoded, s.auto_languages))
+        shares = language_shares(model, encoded, s.auto_languages)
+        lang, share = self._pick(shares)
         r = decode_window(model, encoded, duration, lang, language_probability=share,
                           **self._decoding(lang))
+        if lang == "en" and len(shares) > 1:
+            # The English model was unsure, yet the language guess leans English: on a short
+            # turn that guess is often wrong (it hears English in two Spanish words). Decode
+            # the other language too, and keep whichever the model is surer of.
+            other = max((k for k in shares if k != "en"), key=shares.__getitem__)
+            r2 = decode_window(model, encoded, duration, other,
+                               language_probability=shares[other], **self._decoding(other))
+            if r2.avg_logprob > r.avg_logprob:
+                lang, share, r = other, shares[other], r2
         if not r.degenerate:
             return Transcript(r.text, lang, share, name)
         self._looped(audio)
