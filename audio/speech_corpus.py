@@ -63,7 +63,10 @@ class Recording:
 def _decode_gsm(path: Path) -> np.ndarray:
     from faster_whisper import decode_audio
 
-    audio = decode_audio(str(path), sampling_rate=16000)
+    try:
+        audio = decode_audio(str(path), sampling_rate=16000)
+    except Exception as exc:  # PyAV's errors: one of the package's files is damaged
+        raise AudioError(f"cannot decode {path.name}: {exc}") from exc
     return np.clip(audio * 32768.0, -32768, 32767).astype(np.int16)
 
 

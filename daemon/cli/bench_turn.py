@@ -195,8 +195,12 @@ def build_turns(set_name: str, *, limit: int, seed: int, min_words: int = 3,
     for rec in recs:
         if limit and len(turns) >= limit:
             break
-        turn = with_pauses(rec, set_name, rng) if "+pauses" in set_name \
-            else natural(rec, set_name)
+        try:
+            turn = with_pauses(rec, set_name, rng) if "+pauses" in set_name \
+                else natural(rec, set_name)
+        except AudioError as exc:  # one damaged file in a package
+            print(f"  {rec.name}: skipped ({exc})", file=sys.stderr)
+            continue
         if turn is not None and len(turn.audio) / SAMPLE_RATE <= 25:
             turns.append(turn)
     return turns
