@@ -84,7 +84,7 @@ class ConversationCore:
         self.clock = clock
         self._runner: Runner | InlineRunner = InlineRunner() if inline else Runner()
         # The end-of-turn model judges a pause on a small worker of its own, beside the
-        # speculative transcription on the runner, so its verdict costs no time.
+        # speculative transcription on the runner, so neither waits for the other.
         self._judge: Runner | InlineRunner | None = None
         if assistant.end_of_turn is not None:
             self._judge = self._runner if inline else Runner(name="end-of-turn")
