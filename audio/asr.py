@@ -29,7 +29,6 @@ from sarai.audio.pcm import SAMPLE_RATE
 from sarai.audio.settings import AsrSettings
 from sarai.audio.short_window import (
     WindowPlan,
-    WindowResult,
     decode_window,
     encode_window,
     language_shares,
@@ -136,11 +135,25 @@ class Transcriber:
     def _auto(self, audio: np.ndarray, window: float | None) -> Transcript:
         s = self._s
         duration = len(audio) / SAMPLE_RATE
-        english = "en" in s.auto_languages
-        if english:
-            first = self._english_first(audio, window)
-            if first is not None:
-                return first
+        looped_english = False
+        if "en" in s.auto_languages:
+            if window is None:
+                tr, avg = self._full_window_scored(s.model_en, audio, "en")
+                if avg >= s.english_min_logprob:
+                    return tr
+            else:
+                first = decode_window(self._model(s.model_en),
+                                      encode_window(self._model(s.model_en), audio, window),
+                                      duration, "en", **self._decoding("en"))
+                sure = first.avg_logprob >= s.english_min_logprob
+                if sure and not first.degenerate:
+                    return Transcript(first.text, "en", 1.0, s.model_en)
+                # A loop is no evidence of English: a model repeating itself is sure of every
+                # token, even on Spanish it cannot understand. The language guess decides.
+                looped_english = sure
+                log.debug("English model %s (mean log-prob %.2f): asking the multilingual "
+                          "model which language this is",
+                          "looped" if first.degenerate else "unsure", first.avg_logprob)
         name = s.model_multilingual
         model = self._model(name)
         if window is None:
@@ -148,6 +161,9 @@ class Transcriber:
         encoded = encode_window(model, audio, window)
         shares = language_shares(model, encoded, s.auto_languages)
         lang, share = self._pick(shares)
+        if looped_english and lang == "en":
+            self._looped(audio)  # English after all: the English model's full window
+            return self._full_window(s.model_en, audio, "en")
         r = decode_window(model, encoded, duration, lang, language_probability=share,
                           **self._decoding(lang))
         if lang == "en" and len(shares) > 1:
@@ -163,25 +179,6 @@ class Transcriber:
             return Transcript(r.text, lang, share, name)
         self._looped(audio)
         return self._full_window(name, audio, lang, share)
-
-    def _english_first(self, audio: np.ndarray, window: float | None) -> Transcript | None:
-        """The English model's transcript, if it was sure of it; None: ask the other."""
-        name = self._s.model_en
-        model = self._model(name)
-        if window is None:
-            tr, avg = self._full_window_scored(name, audio, "en")
-            return tr if avg >= self._s.english_min_logprob else None
-        encoded = encode_window(model, audio, window)
-        r: WindowResult = decode_window(model, encoded, len(audio) / SAMPLE_RATE, "en",
-                                        **self._decoding("en"))
-        if r.avg_logprob < self._s.english_min_logprob:
-            log.debug("English model unsure (mean log-prob %.2f): asking the multilingual "
-                      "model which language this is", r.avg_logprob)
-            return None
-        if r.degenerate:
-            self._looped(audio)
-            return self._full_window(name, audio, "en")
-        return Transcript(r.text, "en", 1.0, name)
 
     def _pick(self, shares: dict[str, float]) -> tuple[str, float]:
         """The language among auto_languages, and its share of the probability."""
