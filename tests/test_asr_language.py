@@ -84,3 +84,11 @@ def test_a_long_spanish_turn_on_the_full_window_is_heard_in_spanish(shipped, rec
     tr = shipped.transcribe(audio)
     assert tr.language == "es" and tr.model == "whisper-base", tr
     assert "mensajes" in tr.text.lower(), tr.text
+
+
+def test_a_loop_on_the_english_model_is_not_taken_for_english(shipped, recordings):  # noqa: ARG001
+    """On this 17 s Spanish reading the English model loops with confidence ("Hello, I am
+    your host…" over and over); the multilingual model's language guess must decide."""
+    tr = shipped.transcribe(read_audio(PROMPTS["es"] / "confbridge-mute-extended.wav").samples)
+    assert tr.language == "es" and tr.model == "whisper-base", tr
+    assert "modo mudo" in tr.text.lower() and "participantes" in tr.text.lower(), tr.text
