@@ -1,4 +1,19 @@
-"""Speech recognition with faster-whisper (CTranslate2 Whisper models)."""
+"""Speech recognition with faster-whisper (CTranslate2 Whisper models).
+
+With `language: auto` each turn is heard in one of `auto_languages` at little more than the
+cost of English alone: the fast English-only model decodes the turn first, and its transcript
+stands when the model was sure of it (its mean token log-probability is at least
+`english_min_logprob`: English speech scores about −0.15, other languages below −0.5). Only
+when it was not does the multilingual model encode the same window once, pick the language
+among `auto_languages` (English when it has at least `english_min_share` of the probability
+among them), and decode that encoding in that language; when that guess is English although
+the English model was unsure, the other language is decoded too and the more probable
+transcript wins (a short Spanish turn often sounds English to the language guess). So an
+English turn costs what it did, and a Spanish one pays for a multilingual decode on top.
+
+Other languages are decoded with a wider beam (`beam_size_other`) and without the English
+prompt, which the multilingual model otherwise follows into English spellings.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +27,16 @@ import numpy as np
 from sarai.audio.errors import AudioError
 from sarai.audio.pcm import SAMPLE_RATE
 from sarai.audio.settings import AsrSettings
-from sarai.audio.short_window import WindowPlan, transcribe_window
+from sarai.audio.short_window import (
+    WindowPlan,
+    decode_window,
+    encode_window,
+    language_shares,
+)
 
 log = logging.getLogger(__name__)
+
+AUTO = "auto"
 
 
 @dataclass(frozen=True)
@@ -41,7 +63,20 @@ class Transcriber:
 
     def model_name_for(self, language: str | None) -> str:
         lang = language or self._s.language
+        if lang == AUTO:
+            return self._s.model_en if "en" in self._s.auto_languages \
+                else self._s.model_multilingual
         return self._s.model_en if lang == "en" else self._s.model_multilingual
+
+    def model_names(self, language: str | None = None) -> list[str]:
+        """Every model a turn in `language` (default: the setting) may need."""
+        lang = language or self._s.language
+        if lang != AUTO:
+            return [self.model_name_for(lang)]
+        names = [self._s.model_en] if "en" in self._s.auto_languages else []
+        if set(self._s.auto_languages) - {"en"} or not names:
+            names.append(self._s.model_multilingual)
+        return names
 
     def _model(self, name: str):  # -> faster_whisper.WhisperModel
         with self._lock:
@@ -67,37 +102,135 @@ class Transcriber:
             self._models[name] = model
             return model
 
-    def preload(self) -> None:
-        self._model(self.model_name_for(None))
+    def preload(self, name: str | None = None) -> None:
+        """Load `name`, or every model the configured language may need."""
+        for n in [name] if name else self.model_names():
+            self._model(n)
 
     def transcribe(self, samples: np.ndarray, language: str | None = None, *,
                    fit_window: bool | None = None) -> Transcript:
         """Transcribe int16 or float32 16 kHz mono audio (`fit_window` overrides the
         setting: False decodes on Whisper's own 30 s window)."""
         lang = language or self._s.language
-        name = self.model_name_for(lang)
-        model = self._model(name)
         audio = samples.astype(np.float32) / 32768.0 if samples.dtype == np.int16 else samples
-        wanted = None if lang == "auto" else lang
         fit = self._s.fit_window if fit_window is None else fit_window
         window = self._plan.window_s(len(audio) / SAMPLE_RATE) if fit else None
+        if lang == AUTO:
+            return self._auto(audio, window)
+        name = self.model_name_for(lang)
+        model = self._model(name)
         if window is not None:
             # A short turn is decoded on a window sized to it (a fraction of the 30 s cost);
             # if Whisper loops on it, the full window decides.
-            r = transcribe_window(model, audio, window, language=wanted,
-                                  beam_size=self._s.beam_size, prompt_text=self._s.prompt)
+            encoded = encode_window(model, audio, window)
+            r = decode_window(model, encoded, len(audio) / SAMPLE_RATE, lang,
+                              **self._decoding(lang))
             if not r.degenerate:
                 return Transcript(r.text, r.language, r.language_probability, name)
-            log.debug("short-window decode looped on %.1f s; using the full window",
-                      len(audio) / SAMPLE_RATE)
-        segments, info = model.transcribe(
+            self._looped(audio)
+        return self._full_window(name, audio, lang)
+
+    # --- choosing the language ------------------------------------------------------
+
+    def _auto(self, audio: np.ndarray, window: float | None) -> Transcript:
+        s = self._s
+        duration = len(audio) / SAMPLE_RATE
+        looped_english = False
+        if "en" in s.auto_languages:
+            if window is None:
+                tr, avg = self._full_window_scored(s.model_en, audio, "en")
+                if avg >= s.english_min_logprob:
+                    return tr
+            else:
+                first = decode_window(self._model(s.model_en),
+                                      encode_window(self._model(s.model_en), audio, window),
+                                      duration, "en", **self._decoding("en"))
+                sure = first.avg_logprob >= s.english_min_logprob
+                if sure and not first.degenerate:
+                    return Transcript(first.text, "en", 1.0, s.model_en)
+                # A loop is no evidence of English: a model repeating itself is sure of every
+                # token, even on Spanish it cannot understand. The language guess decides.
+                looped_english = sure
+                log.debug("English model %s (mean log-prob %.2f): asking the multilingual "
+                          "model which language this is",
+                          "looped" if first.degenerate else "unsure", first.avg_logprob)
+        name = s.model_multilingual
+        model = self._model(name)
+        if window is None:
+            return self._full_window_auto(name, audio)
+        encoded = encode_window(model, audio, window)
+        shares = language_shares(model, encoded, s.auto_languages)
+        lang, share = self._pick(shares)
+        if looped_english and lang == "en":
+            self._looped(audio)  # English after all: the English model's full window
+            return self._full_window(s.model_en, audio, "en")
+        r = decode_window(model, encoded, duration, lang, language_probability=share,
+                          **self._decoding(lang))
+        if lang == "en" and len(shares) > 1:
+            # The English model was unsure, yet the language guess leans English: on a short
+            # turn that guess is often wrong (it hears English in two Spanish words). Decode
+            # the other language too, and keep whichever the model is surer of.
+            other = max((k for k in shares if k != "en"), key=shares.__getitem__)
+            r2 = decode_window(model, encoded, duration, other,
+                               language_probability=shares[other], **self._decoding(other))
+            if r2.avg_logprob > r.avg_logprob:
+                lang, share, r = other, shares[other], r2
+        if not r.degenerate:
+            return Transcript(r.text, lang, share, name)
+        self._looped(audio)
+        return self._full_window(name, audio, lang, share)
+
+    def _pick(self, shares: dict[str, float]) -> tuple[str, float]:
+        """The language among auto_languages, and its share of the probability."""
+        if "en" in shares and shares["en"] >= self._s.english_min_share:
+            return "en", shares["en"]
+        others = {k: v for k, v in shares.items() if k != "en"} or shares
+        lang = max(others, key=others.__getitem__)
+        return lang, shares[lang]
+
+    # --- decoding ---------------------------------------------------------------------
+
+    def _decoding(self, lang: str) -> dict:
+        if lang == "en":
+            return {"beam_size": self._s.beam_size, "prompt_text": self._s.prompt or None}
+        return {"beam_size": self._s.beam_size_other, "prompt_text": None}
+
+    @staticmethod
+    def _looped(audio: np.ndarray) -> None:
+        log.debug("short-window decode looped on %.1f s; using the full window",
+                  len(audio) / SAMPLE_RATE)
+
+    def _full_window_scored(self, name: str, audio: np.ndarray, lang: str,
+                            probability: float = 1.0) -> tuple[Transcript, float]:
+        """Whisper's own 30 s windows; the transcript and its mean token log-probability."""
+        model = self._model(name)
+        d = self._decoding(lang)
+        segments, _ = model.transcribe(
             audio,
-            language=wanted,
-            beam_size=self._s.beam_size,
+            language=lang,
+            beam_size=d["beam_size"],
             vad_filter=False,
             condition_on_previous_text=False,
             without_timestamps=True,
-            initial_prompt=self._s.prompt or None,
+            initial_prompt=d["prompt_text"],
         )
+        segments = list(segments)
         text = " ".join(s.text.strip() for s in segments).strip()
-        return Transcript(text, info.language, float(info.language_probability), name)
+        weights = [max(1, len(s.tokens)) for s in segments]
+        avg = (sum(s.avg_logprob * w for s, w in zip(segments, weights, strict=True))
+               / sum(weights)) if segments else 0.0
+        return Transcript(text, lang, probability, name), avg
+
+    def _full_window(self, name: str, audio: np.ndarray, lang: str,
+                     probability: float = 1.0) -> Transcript:
+        return self._full_window_scored(name, audio, lang, probability)[0]
+
+    def _full_window_auto(self, name: str, audio: np.ndarray) -> Transcript:
+        """A turn too long for a short window: the language from its first 30 s."""
+        model = self._model(name)
+        _, _, ranked = model.detect_language(audio)
+        probs = dict(ranked)
+        kept = {k: probs.get(k, 0.0) for k in self._s.auto_languages}
+        total = sum(kept.values()) or 1.0
+        lang, share = self._pick({k: v / total for k, v in kept.items()})
+        return self._full_window(name, audio, lang, share)

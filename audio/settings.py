@@ -29,10 +29,28 @@ class VadSettings(_Frozen):
 class AsrSettings(_Frozen):
     """Speech recognition with faster-whisper (CTranslate2)."""
 
-    language: str = Field("en", description="'en', 'es', … or 'auto' to detect per turn")
+    language: str = Field(
+        "auto", description="'auto': each turn in one of auto_languages (English first, on the"
+        " fast English model); 'en', 'es', …: always that language"
+    )
+    auto_languages: tuple[str, ...] = Field(
+        ("en", "es"), min_length=1, description="the languages 'auto' chooses between"
+    )
+    english_min_logprob: float = Field(
+        -0.5, le=0.0, description="auto: the English model's transcript stands when its mean"
+        " token log-probability is at least this; below, the multilingual model decides"
+    )
+    english_min_share: float = Field(
+        0.3, ge=0.0, le=1.0, description="auto: …and takes English when English has at least"
+        " this share of the probability among auto_languages"
+    )
     model_en: str = Field("whisper-tiny-en", description="model for English turns")
     model_multilingual: str = Field("whisper-base", description="model for other languages")
-    beam_size: int = Field(1, ge=1, le=10)
+    beam_size: int = Field(1, ge=1, le=10, description="beam for English")
+    beam_size_other: int = Field(
+        3, ge=1, le=10, description="beam for other languages (the multilingual model hears"
+        " them better with a wider beam)"
+    )
     threads: int = Field(2, ge=1)
     compute_type: str = "int8"
     fit_window: bool = Field(
@@ -40,8 +58,8 @@ class AsrSettings(_Frozen):
     )
     min_window_s: float = Field(10.0, ge=5.0, le=30.0, description="shortest such window")
     prompt: str = Field(
-        "Hey SARAi.", description="text Whisper is told came just before (so it spells the"
-        " assistant's name as in the wake phrases); empty = none"
+        "Hey SARAi.", description="text Whisper is told came just before an English turn (so"
+        " it spells the assistant's name as in the wake phrases); empty = none"
     )
 
 

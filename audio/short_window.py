@@ -13,6 +13,7 @@ repeats itself) is reported as such so the caller can decode the full window ins
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +46,7 @@ class WindowResult:
     language: str
     language_probability: float
     degenerate: bool  # looped or ran into the cap: decode the full window instead
+    avg_logprob: float = 0.0  # mean log-probability of its tokens, as faster-whisper reports it
 
 
 def _repeats(tokens: list[int], long_ngram: int = 4) -> bool:
@@ -65,6 +67,71 @@ def _repeats(tokens: list[int], long_ngram: int = 4) -> bool:
     return False
 
 
+def encode_window(model, audio: np.ndarray, window_s: float):
+    """Whisper's encoding of float32 16 kHz mono `audio` (shorter than the window) on a
+    `window_s` window; one encoding serves language detection and decoding alike."""
+    from faster_whisper.transcribe import get_ctranslate2_storage
+
+    n_samples = int(window_s * SAMPLE_RATE)
+    padded = np.zeros(n_samples, np.float32)
+    padded[: min(len(audio), n_samples)] = audio[:n_samples]
+    fe = model.feature_extractor
+    # Zero audio before the log-mel, as Whisper pads, so the padding looks like its silence.
+    features = fe(padded)[:, : n_samples // fe.hop_length]
+    return model.model.encode(get_ctranslate2_storage(features[None]), to_cpu=False)
+
+
+def language_shares(model, encoded, among: Sequence[str] | None = None) -> dict[str, float]:
+    """Whisper's language probabilities for an encoding (multilingual models only); with
+    `among`, only those languages, rescaled to sum to one."""
+    ranked = model.model.detect_language(encoded)[0]
+    probs = {token[2:-2]: float(p) for token, p in ranked}
+    if not among:
+        return probs
+    kept = {lang: probs.get(lang, 0.0) for lang in among}
+    total = sum(kept.values())
+    if total <= 0:
+        return {lang: 1.0 / len(kept) for lang in kept}
+    return {lang: p / total for lang, p in kept.items()}
+
+
+def decode_window(
+    model,  # faster_whisper.WhisperModel
+    encoded,
+    duration_s: float,
+    language: str,
+    *,
+    beam_size: int = 1,
+    prompt_text: str | None = None,
+    language_probability: float = 1.0,
+) -> WindowResult:
+    """Decode an encoding from `encode_window` of `duration_s` seconds of speech."""
+    from faster_whisper.tokenizer import Tokenizer
+    from faster_whisper.transcribe import get_suppressed_tokens
+
+    multilingual = model.model.is_multilingual
+    tokenizer = Tokenizer(model.hf_tokenizer, multilingual, task="transcribe",
+                          language=language if multilingual else "en")
+    prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+    if prompt_text:
+        prompt = [tokenizer.sot_prev, *tokenizer.encode(" " + prompt_text.strip()), *prompt]
+    cap = max(_MIN_TOKENS, int(duration_s * _TOKENS_PER_S))
+    result = model.model.generate(
+        encoded, [prompt], beam_size=beam_size, max_length=len(prompt) + cap,
+        suppress_blank=True, suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+        return_scores=True,
+    )[0]
+    sequence = result.sequences_ids[0]
+    tokens = [t for t in sequence if t < tokenizer.eot]
+    degenerate = len(tokens) >= cap or _repeats(tokens)
+    # CTranslate2's score is already divided by the length; faster-whisper's avg_logprob
+    # divides the sum by the length plus one (the end token).
+    avg = float(result.scores[0]) * len(sequence) / (len(sequence) + 1) if result.scores else 0.0
+    text = tokenizer.decode(tokens).strip()
+    return WindowResult(text, language if multilingual else "en", float(language_probability),
+                        degenerate, avg)
+
+
 def transcribe_window(
     model,  # faster_whisper.WhisperModel
     audio: np.ndarray,
@@ -80,36 +147,14 @@ def transcribe_window(
     `prompt_text` is shown to the decoder as text said before (Whisper's initial prompt),
     which makes it spell names in it, such as the assistant's, the same way.
     """
-    from faster_whisper.tokenizer import Tokenizer
-    from faster_whisper.transcribe import get_ctranslate2_storage, get_suppressed_tokens
-
-    n_samples = int(window_s * SAMPLE_RATE)
-    padded = np.zeros(n_samples, np.float32)
-    padded[: min(len(audio), n_samples)] = audio[:n_samples]
-    fe = model.feature_extractor
-    # Zero audio before the log-mel, as Whisper pads, so the padding looks like its silence.
-    features = fe(padded)[:, : n_samples // fe.hop_length]
-    encoded = model.model.encode(get_ctranslate2_storage(features[None]), to_cpu=False)
-
-    multilingual = model.model.is_multilingual
+    encoded = encode_window(model, audio, window_s)
     probability = 1.0
-    if not multilingual:
+    if not model.model.is_multilingual:
         language = "en"
     elif language is None:
-        ranked = model.model.detect_language(encoded)[0]
-        token, probability = ranked[0]
-        language = token[2:-2]
-    tokenizer = Tokenizer(model.hf_tokenizer, multilingual, task="transcribe",
-                          language=language)
-    prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
-    if prompt_text:
-        prompt = [tokenizer.sot_prev, *tokenizer.encode(" " + prompt_text.strip()), *prompt]
-    cap = max(_MIN_TOKENS, int(len(audio) / SAMPLE_RATE * _TOKENS_PER_S))
-    result = model.model.generate(
-        encoded, [prompt], beam_size=beam_size, max_length=len(prompt) + cap,
-        suppress_blank=True, suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
-    )[0]
-    tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
-    degenerate = len(tokens) >= cap or _repeats(tokens)
-    text = tokenizer.decode(tokens).strip()
-    return WindowResult(text, language, float(probability), degenerate)
+        shares = language_shares(model, encoded)
+        language = max(shares, key=shares.__getitem__)
+        probability = shares[language]
+    return decode_window(model, encoded, len(audio) / SAMPLE_RATE, language,
+                         beam_size=beam_size, prompt_text=prompt_text,
+                         language_probability=probability)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from sarai.audio.asr import Transcriber
+from sarai.audio.errors import AudioError
+from sarai.audio.smart_turn import SmartTurn
 from sarai.audio.tts import VoiceBank
 from sarai.daemon.config import Config
 from sarai.daemon.conversation.memory import Conversation
@@ -17,6 +20,8 @@ from sarai.models.registry import ModelRegistry
 from sarai.models.resident import ResidentKind
 from sarai.routing.availability import from_registry, media_from_registry
 from sarai.routing.router import Router
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,11 +70,12 @@ def build_assistant(ctx: Context, *, hear: bool, speak: bool) -> Assistant:
     registry = ModelRegistry(cfg.models, ctx.models_dir, residency=cfg.residency)
     transcriber = Transcriber(cfg.audio.asr, asr_model_dirs(ctx)) if hear else None
     if transcriber is not None:
-        name = transcriber.model_name_for(None)
-        folder = asr_model_dirs(ctx)[name]
-        with registry.residency.track(f"asr:{name}", name, ResidentKind.ASR,
-                                      estimate_mb=_size_mb(folder)):
-            transcriber.preload()
+        for name in transcriber.model_names():  # both the English and the multilingual model
+            folder = asr_model_dirs(ctx)[name]  # for `auto`
+            with registry.residency.track(f"asr:{name}", name, ResidentKind.ASR,
+                                          estimate_mb=_size_mb(folder)):
+                transcriber.preload(name)
+    end_of_turn = end_of_turn_model(ctx, registry) if hear else None
     voices = voice_bank(ctx) if speak else None
     if voices is not None:
         # onnxruntime holds about twice the voice file once its session is built.
@@ -91,4 +97,21 @@ def build_assistant(ctx: Context, *, hear: bool, speak: bool) -> Assistant:
         language="en" if language == "auto" else language,
         filler=cfg.assistant.filler,
         spoken=SpokenLimits(cfg.assistant.spoken_max_sentences, cfg.assistant.spoken_max_s),
+        end_of_turn=end_of_turn,
     )
+
+
+def end_of_turn_model(ctx: Context, registry: ModelRegistry) -> SmartTurn | None:
+    """The configured end-of-turn model, loaded; None (the words alone decide when a turn
+    has ended) if it is switched off or cannot be loaded, which is said once."""
+    name = ctx.config.listen.turn_model
+    if name.lower() == "none":
+        return None
+    path = _starter_or_path(name, ctx.models_dir, starter.Kind.TURN)
+    try:
+        with registry.residency.track(f"asr:{name}", name, ResidentKind.ASR,
+                                      estimate_mb=4 * _size_mb(path)):
+            return SmartTurn(path)
+    except AudioError as exc:
+        log.warning("%s; a turn's end is judged by its words alone", exc)
+        return None

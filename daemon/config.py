@@ -66,7 +66,15 @@ class ListenSettings(BaseModel):
     )
     complete_silence_ms: int = Field(
         400, ge=0, description="silence that ends a turn whose transcript reads as finished"
-        " (0 = always wait for audio.vad.end_silence_ms)"
+        " and whose sound the end-of-turn model takes for the end (0 = always wait for"
+        " audio.vad.end_silence_ms)"
+    )
+    turn_model: str = Field(
+        "smart-turn-v3.2", description="end-of-turn model: an installed name or a Smart Turn"
+        " v3 .onnx path; 'none' = the words alone decide"
+    )
+    turn_model_threshold: float = Field(
+        0.5, gt=0, lt=1, description="…which must give the end at least this probability"
     )
     device_retry_s: float = Field(3.0, gt=0, description="retry a missing microphone this often")
     hotkey: str | None = Field(

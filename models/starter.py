@@ -26,6 +26,7 @@ class Kind(StrEnum):
     LLM = "llm"
     ASR = "asr"
     TTS = "tts"
+    TURN = "turn"  # end-of-turn detection
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,18 @@ CATALOGUE: dict[str, StarterModel] = {
                      "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913"),
             ),
             "",
+        ),
+        StarterModel(
+            "smart-turn-v3.2",
+            Kind.TURN,
+            "Smart Turn v3.2 end-of-turn model (ONNX, from the pipecat-ai wheel)",
+            (
+                _one("pipecat-ai==1.14.0",
+                     "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx",
+                     "smart-turn-v3.2-cpu.onnx",
+                     "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f"),
+            ),
+            "smart-turn-v3.2-cpu.onnx",
         ),
         StarterModel(
             "piper-joe-en",

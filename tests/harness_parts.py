@@ -161,7 +161,7 @@ class _Voices:
 
 def make_harness(tmp: Path, *, yaml: str = "", models: ScriptedModels | None = None,
                  transcriber: ScriptedTranscriber | None = None, voices=None,
-                 **kw) -> VoiceHarness:
+                 end_of_turn=None, **kw) -> VoiceHarness:
     """A VoiceHarness over the default configuration (plus `yaml`), with the stand-ins."""
     cfg_file = tmp / f"harness-{uuid.uuid4().hex[:6]}.yaml"
     cfg_file.write_text(yaml)
@@ -174,5 +174,6 @@ def make_harness(tmp: Path, *, yaml: str = "", models: ScriptedModels | None = N
         transcriber=transcriber or ScriptedTranscriber(),  # type: ignore[arg-type]
         voices=voices or _Voices(),  # type: ignore[arg-type]
         spoken=SpokenLimits(cfg.assistant.spoken_max_sentences, cfg.assistant.spoken_max_s),
+        end_of_turn=end_of_turn,
     )
     return VoiceHarness(assistant, cfg.listen, cfg.audio.vad, **kw)

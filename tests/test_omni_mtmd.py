@@ -161,7 +161,7 @@ def test_without_a_projector_audio_falls_back_to_the_transcript(tiny, models_dir
         assert b.accepts() == frozenset()
         media = load(make_speech(["what is the weather in Barcelona"], rate=16000), LIMITS)
         dirs = {n: starter.CATALOGUE[n].path(models_dir) for n in ("whisper-tiny-en",)}
-        asr = Transcriber(AsrSettings(), dirs)
+        asr = Transcriber(AsrSettings(language="en"), dirs)
         turn = prepare_user_turn("", media, accepts=b.accepts(), tier="omni_fast",
                                  transcribe=lambda s: asr.transcribe(s).text)
         assert isinstance(turn.message, Message)

@@ -69,7 +69,7 @@ def _projectors(reg: ModelRegistry):
 
 
 def _whisper(models_dir: Path) -> Transcriber:
-    return Transcriber(AsrSettings(), {"whisper-tiny-en":
+    return Transcriber(AsrSettings(language="en"), {"whisper-tiny-en":
                                        starter.CATALOGUE["whisper-tiny-en"].path(models_dir)})
 
 

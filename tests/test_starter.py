@@ -96,4 +96,4 @@ def test_unknown_name():
 
 def test_catalogue_covers_every_kind():
     kinds = {m.kind for m in starter.CATALOGUE.values()}
-    assert kinds == {starter.Kind.LLM, starter.Kind.ASR, starter.Kind.TTS}
+    assert kinds == {starter.Kind.LLM, starter.Kind.ASR, starter.Kind.TTS, starter.Kind.TURN}

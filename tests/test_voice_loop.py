@@ -180,7 +180,7 @@ def test_half_duplex_ignores_what_it_hears_while_speaking(voice, loopback):
 
 
 def test_spanish_turn_is_answered_in_spanish_with_a_spanish_voice(voice, make_speech):
-    h = voice("audio:\n  asr:\n    language: auto\n")
+    h = voice()  # the shipped configuration: English and Spanish without any setting
     h.play(make_speech(["Buenos días, ¿qué tiempo hace hoy en Madrid?"], voice="es-419",
                         speed=120))
     turn = h.turn()
@@ -257,7 +257,7 @@ def test_recorded_speech_with_pauses_is_one_turn_in_its_language(voice, recordin
     """A person reading a few sentences (Asterisk's prompts, recorded speech with pauses of
     0.26-0.48 s between sentences): one turn, heard in its language, answered in it."""
     wav = PROMPTS[lang] / "confbridge-mute-extended.wav"
-    h = voice("audio:\n  asr:\n    language: auto\n")
+    h = voice()  # the shipped configuration hears both languages
     h.play(wav)
     turn = h.turn()
     h.no_turn(4)

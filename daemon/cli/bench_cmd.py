@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-_BENCHES = ("bench_voice", "bench_models", "bench_router", "bench_soak")
+_BENCHES = ("bench_voice", "bench_models", "bench_router", "bench_soak", "bench_turn")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -83,6 +83,11 @@ class ConversationCore:
         self._emit = emit
         self.clock = clock
         self._runner: Runner | InlineRunner = InlineRunner() if inline else Runner()
+        # The end-of-turn model judges a pause on a small worker of its own, beside the
+        # speculative transcription on the runner, so neither waits for the other.
+        self._judge: Runner | InlineRunner | None = None
+        if assistant.end_of_turn is not None:
+            self._judge = self._runner if inline else Runner(name="end-of-turn")
         self._inline = inline
         self._system: deque[m.Message] = deque()  # interruptions: always taken first
         self._data: deque[m.Message] = deque()
@@ -194,7 +199,10 @@ class ConversationCore:
             self._thread.join(timeout)
         else:
             self.pump()
-        return self._runner.close(timeout)
+        done = self._runner.close(timeout)
+        if self._judge is not None and self._judge is not self._runner:
+            self._judge.close(timeout)
+        return done
 
     def _run(self) -> None:
         while not self._stopped.is_set():
@@ -380,7 +388,27 @@ class ConversationCore:
     def _on_Transcribed(self, msg: m.Transcribed) -> None:
         turn = self._turns.get(msg.turn)
         if turn is not None:
-            turn.complete = looks_complete(msg.text)
+            turn.text_complete = looks_complete(msg.text)
+            self._verdict(turn)
+
+    def _on_TurnEndHeard(self, msg: m.TurnEndHeard) -> None:
+        turn = self._turns.get(msg.turn)
+        if turn is None:
+            return
+        if msg.probability is None:  # the model failed: the words alone decide, as before it
+            turn.heard_complete = True
+        else:
+            turn.heard_complete = msg.probability >= self._listen.turn_model_threshold
+            log.debug("turn %d: end-of-turn model %.2f", turn.id, msg.probability)
+        self._verdict(turn)
+
+    @staticmethod
+    def _verdict(turn: Turn) -> None:
+        """A pause may end the turn early only when both the words (a finished sentence)
+        and their sound (the end-of-turn model) say the speaker is done: each alone is
+        fooled where the other is not (a recogniser's full stop at a hesitation; a falling
+        voice in the middle of a list)."""
+        turn.complete = turn.text_complete and turn.heard_complete
 
     def _on_Written(self, msg: m.Written) -> None:
         turn = self._turns.get(msg.turn)
@@ -450,10 +478,32 @@ class ConversationCore:
         if speculative:
             turn.held = HeldSink()  # its answer is held until the pause proves the end
             self._advance(turn, TurnPhase.SPECULATING)
+            self._hear_end(turn, utt)
         else:
             self._advance(turn, TurnPhase.ANSWERING)
         self._runner.submit(lambda: self._run_turn(turn), Priority.VOICE)
         self._cancel_priming()
+
+    def _hear_end(self, turn: Turn, utt: Utterance) -> None:
+        """Ask the end-of-turn model whether the pause sounds like the end (see _verdict);
+        without one, the words alone decide."""
+        model = self.assistant.end_of_turn
+        if model is None or self._judge is None:
+            turn.heard_complete = True
+            return
+        tid, cancel = turn.id, turn.cancel
+
+        def judge() -> None:
+            if cancel.cancelled:
+                return  # the user went on: nothing to judge
+            try:
+                p: float | None = model.probability(utt.samples)
+            except Exception as exc:  # a broken model must not stop turns from ending
+                log.warning("the end-of-turn model failed (%s); the words alone decide", exc)
+                p = None
+            self.post(m.TurnEndHeard(tid, p))
+
+        self._judge.submit(judge, Priority.VOICE)
 
     def _advance(self, turn: Turn, to: TurnPhase) -> None:
         if turn.advance(to):

@@ -131,6 +131,12 @@ class Transcribed(Message):
 
 
 @dataclass(frozen=True)
+class TurnEndHeard(Message):
+    turn: int
+    probability: float | None  # the end-of-turn model's; None: it could not judge
+
+
+@dataclass(frozen=True)
 class Written(Message):
     turn: int
     record: TurnRecord = field(compare=False)

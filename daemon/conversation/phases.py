@@ -67,7 +67,9 @@ class Turn:
     cancel: CancelToken = field(default_factory=CancelToken)
     held: HeldSink | None = None  # a speculative turn's audio, until committed
     phase: TurnPhase = TurnPhase.HEARD
-    complete: bool = False  # its transcript reads as a finished sentence
+    complete: bool = False  # the speaker is done: its words and its sound both say so
+    text_complete: bool = False  # its transcript reads as a finished sentence
+    heard_complete: bool = False  # the end-of-turn model hears a finished turn
     barged: bool = False  # the user talked over its answer
     written: TurnRecord | None = None  # the runner's record, once the reply is written
     heard_all: bool = False  # its audio has been heard (or there was none)

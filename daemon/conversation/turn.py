@@ -18,6 +18,7 @@ from sarai.audio.asr import Transcriber
 from sarai.audio.clock import MONOTONIC
 from sarai.audio.playback import AudioSink
 from sarai.audio.sentences import SentenceSplitter
+from sarai.audio.smart_turn import SmartTurn
 from sarai.audio.tts import VoiceBank
 from sarai.audio.vad import Utterance
 from sarai.daemon.conversation.memory import Conversation, is_forget_request
@@ -63,6 +64,7 @@ class Assistant:
         language: str = "en",
         filler: dict[str, str] | None = None,
         spoken: SpokenLimits | None = None,
+        end_of_turn: SmartTurn | None = None,
     ) -> None:
         self._system = system_prompt
         self.memory = memory
@@ -73,6 +75,7 @@ class Assistant:
         self.language = language
         self._filler = filler or {}
         self._spoken = spoken or SpokenLimits()
+        self.end_of_turn = end_of_turn  # hears whether a pause is the end of the turn
 
     def forget(self) -> None:
         self.memory.clear()

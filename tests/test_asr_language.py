@@ -1,0 +1,94 @@
+"""Both languages with the shipped configuration: real Whisper on recorded human speech.
+
+Asterisk's prompts (tests/recordings.py), read by one speaker in US English and in Mexican
+Spanish, go through the Transcriber exactly as the shipped configuration sets it up
+(`audio.asr.language: auto`): each must come out in its language, from the right model, with
+the words that are said in it (sarai.audio.speech_corpus has the prompts' texts).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from recordings import PROMPTS
+
+from sarai.audio.asr import Transcriber
+from sarai.audio.pcm import read_audio
+from sarai.audio.settings import AsrSettings
+from sarai.audio.speech_corpus import asterisk_texts, word_recall
+from sarai.daemon.config import load_config
+from sarai.models import starter
+
+# Prompts of a few seconds, both languages (the same prompts in each).
+NAMES = ["vm-instructions", "conf-invalidpin", "conf-getpin", "vm-passchanged",
+         "vm-reenterpassword", "conf-onlyperson", "vm-mismatch", "conf-locked"]
+
+
+@pytest.fixture(scope="module")
+def shipped(models_dir) -> Transcriber:
+    dirs = {n: starter.CATALOGUE[n].path(models_dir) for n in ("whisper-tiny-en", "whisper-base")}
+    t = Transcriber(load_config(None).audio.asr, dirs)
+    t.preload()
+    return t
+
+
+def test_the_shipped_configuration_hears_english_and_spanish():
+    asr = load_config(None).audio.asr
+    assert asr.language == "auto" and set(asr.auto_languages) == {"en", "es"}
+    t = Transcriber(asr, {})
+    assert t.model_names() == ["whisper-tiny-en", "whisper-base"]  # both preloaded
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_recorded_prompts_are_heard_in_their_language_with_their_words(shipped, recordings,  # noqa: ARG001
+                                                                       lang):
+    texts = asterisk_texts(lang)
+    hits = total = 0
+    for name in NAMES:
+        tr = shipped.transcribe(read_audio(PROMPTS[lang] / f"{name}.wav").samples)
+        assert tr.language == lang, (name, tr)
+        # English stays on the fast English model; Spanish is decoded by the multilingual one.
+        assert tr.model == ("whisper-tiny-en" if lang == "en" else "whisper-base"), (name, tr)
+        h, n = word_recall(texts[name], tr.text, lang)
+        assert h / n >= 0.5, (name, texts[name], tr.text)
+        hits, total = hits + h, total + n
+    # Whisper base on 8 kHz Spanish misspells a few words per prompt ("ingrece"); the 0.85
+    # goal is measured over a larger set of prompts (README, "Languages").
+    assert hits / total >= 0.8, (lang, hits, total)
+
+
+def test_a_spanish_prompt_says_what_it_says(shipped, recordings):  # noqa: ARG001
+    tr = shipped.transcribe(read_audio(PROMPTS["es"] / "vm-instructions.wav").samples)
+    text = tr.text.lower()
+    assert "mensajes" in text and "cualquier momento" in text, text
+
+
+def test_forcing_a_language_still_works(models_dir, recordings):  # noqa: ARG001
+    dirs = {n: starter.CATALOGUE[n].path(models_dir) for n in ("whisper-tiny-en", "whisper-base")}
+    es = Transcriber(AsrSettings(language="es"), dirs)
+    tr = es.transcribe(read_audio(PROMPTS["es"] / "conf-getpin.wav").samples)
+    assert tr.language == "es" and tr.model == "whisper-base"
+    en = Transcriber(AsrSettings(language="en"), dirs)
+    tr = en.transcribe(read_audio(PROMPTS["en"] / "conf-getpin.wav").samples)
+    assert tr.language == "en" and tr.model == "whisper-tiny-en"
+    assert "pin" in tr.text.lower() or "conference" in tr.text.lower(), tr.text
+
+
+def test_a_long_spanish_turn_on_the_full_window_is_heard_in_spanish(shipped, recordings):  # noqa: ARG001
+    """Past the short window (about 28 s) the same rule runs on Whisper's own 30 s windows."""
+    parts = [read_audio(PROMPTS["es"] / f"{n}.wav").samples for n in
+             ("conf-usermenu", "dir-intro-fn", "vm-instructions")]
+    gap = np.zeros(8000, np.int16)
+    audio = np.concatenate([p for part in parts for p in (part, gap)])
+    assert len(audio) / 16000 > 29
+    tr = shipped.transcribe(audio)
+    assert tr.language == "es" and tr.model == "whisper-base", tr
+    assert "mensajes" in tr.text.lower(), tr.text
+
+
+def test_a_loop_on_the_english_model_is_not_taken_for_english(shipped, recordings):  # noqa: ARG001
+    """On this 17 s Spanish reading the English model loops with confidence ("Hello, I am
+    your host…" over and over); the multilingual model's language guess must decide."""
+    tr = shipped.transcribe(read_audio(PROMPTS["es"] / "confbridge-mute-extended.wav").samples)
+    assert tr.language == "es" and tr.model == "whisper-base", tr
+    assert "modo mudo" in tr.text.lower() and "participantes" in tr.text.lower(), tr.text
