@@ -44,6 +44,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "bench": ("sarai bench voice", "sarai bench models --json"),
     "bench voice": ("sarai bench voice", "sarai bench voice --json --input-dir my-recordings/"),
     "bench models": ("sarai bench models", "sarai bench models --tier omni_fast --runs 3"),
+    "bench soak": ("sarai bench soak --turns 20", "sarai bench soak --json   # 200 turns, about 40 min"),
+    "bench turn": ("sarai bench turn", "sarai bench turn --sets en,es --limit 0 --json"),
     "bench router": ("sarai bench router", "sarai bench router --text-only --limit 50"),
     "config": ("sarai config show", "sarai config validate ~/.config/sarai/config.yaml"),
     "config show": ("sarai config show", "sarai --config my.yaml config show"),

@@ -36,6 +36,7 @@ from sarai.models.settings import Tier
 log = logging.getLogger(__name__)
 
 _SUPERVISE_TICK_S = 0.25
+_READY_WAIT_S = 5.0  # how long READY waits for the microphone's first audio
 
 
 class Daemon:
@@ -98,6 +99,7 @@ class Daemon:
         self._server_started = True
         try:
             self._start_parts()
+            self._await_microphone()
             if not self._stop.is_set():
                 self.notifier.ready(self.status_line())
                 log.info("ready (pid %d, state %s)", os.getpid(), self.state)
@@ -131,6 +133,14 @@ class Daemon:
                     core.loading(None)
         if not self._stop.is_set():
             self.restarter.start()  # a failure is reported through _report_failure
+
+    def _await_microphone(self) -> None:
+        """Ready means listening: wait (a few seconds at most) for the microphone's audio to
+        flow, for a mode that does not listen, or for the voice loop to fail."""
+        deadline = time.monotonic() + _READY_WAIT_S
+        while (self.state is State.IDLE and self.restarter.running
+               and not self._stop.is_set() and time.monotonic() < deadline):
+            time.sleep(0.02)
 
     def _supervise(self) -> None:
         ping_every = self.notifier.watchdog_s
