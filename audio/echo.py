@@ -49,7 +49,7 @@ class EchoTiming:
     idle_s: float = 1.2  # nothing heard for this long: both streams pause
     hold_s: float = 0.6  # an echo outlives the last sound by the room's tail and the latency
     stall_s: float = 0.1  # the reference this far behind the microphone: it stalled
-    warmup_s: float = 5.0  # SARAi's voice a new canceller needs to hear before it is trusted
+    warmup_s: float = 12.0  # SARAi's voice a new canceller needs to hear before it is trusted
 
 
 def _rms(frame: np.ndarray) -> float:
@@ -118,6 +118,7 @@ class EchoCanceller:
         self._said_no_echo = False
         self._speaking_seen = 0
         self._broken: str | None = None  # AEC3 cannot run here (why)
+        self._stalled = False  # the reference stopped coming and has not come back
         self._warned_length = False
         self.restarts = 0
         self.last_restart: str | None = None
@@ -148,7 +149,7 @@ class EchoCanceller:
     @property
     def converging(self) -> bool:
         """The canceller cannot be trusted yet: it is new or has just started over and has
-        not heard `warmup_s` of SARAi's voice, or AEC3 cannot run at all."""
+        not heard `warmup_s` of SARAi's voice, or AEC3 cannot run at all (see `blind`)."""
         if not self.cancelling:
             return False
         if self._broken:
@@ -172,6 +173,13 @@ class EchoCanceller:
             self._said_no_echo = True
             log.info("SARAi's voice does not come back into the microphone (headphones?): "
                      "its echo canceller's output is not used until it does")
+
+    def blind(self, at: float | None = None) -> bool:
+        """SARAi may be heard in audio captured at `at`, and there is nothing to cancel it
+        with: its reference stopped coming, or AEC3 cannot run here. Nothing heard meanwhile
+        can be told from SARAi's own voice."""
+        return (self.cancelling and (self._stalled or self._broken is not None)
+                and self.active(at))
 
     @property
     def reference_rms(self) -> float:
@@ -203,6 +211,7 @@ class EchoCanceller:
                 self._quiet_levels.append(_rms(frame))
                 return frame
             self._engaged = True
+            self._stalled = False
             self._align(start)
         elif jumped:
             self._align(start)  # the microphone lost audio: skip the reference alike
@@ -210,6 +219,7 @@ class EchoCanceller:
         if behind > self.timing.stall_s + self._lag_s:
             self._restart(f"the speaker's audio stopped arriving ({behind * 1000:.0f} ms "
                           "behind the microphone)")
+            self._stalled = True
             return frame
         try:
             out = self._cancel(frame, start)
@@ -235,8 +245,8 @@ class EchoCanceller:
                 self._aec = _Aec3(round(self.timing.lead_s * 1000))
             except (ImportError, OSError, RuntimeError) as exc:
                 self._broken = str(exc)
-                log.error("echo cancellation is unavailable (%s): barge-in is judged by the "
-                          "strict rule only", exc)
+                log.error("echo cancellation is unavailable (%s): SARAi does not listen for "
+                          "barge-in while it speaks", exc)
                 return frame
         out = np.empty_like(frame)
         for j in range(len(frame) // FRAME):
@@ -265,20 +275,20 @@ class EchoCanceller:
         return at, jumped
 
     def _align(self, start: float) -> None:
-        """Line the reference up with the microphone frame that starts at `start`: each 10 ms
-        of reference goes in with the 10 ms of microphone audio captured `lead_s` before it
-        is heard, to the sample, so the delay AEC3 has learnt holds from one stretch of
-        speech to the next. Reference heard before that is dropped; silence pads the rest."""
+        """Line the reference up with the microphone frame that starts at `start`, to the
+        sample: from here on the reference heard at t goes into AEC3 alongside the microphone
+        audio captured at t - lead_s, so the delay AEC3 learnt holds from one stretch of speech
+        to the next. Reference heard before that is dropped (its microphone audio is gone);
+        silence, which is what played, fills the time until the reference begins."""
         base = start + self.timing.lead_s
         off = int(round((self._ref_t0 - base) * SAMPLE_RATE))
         if off < 0:
             drop = min(-off, len(self._ref))
             self._ref = self._ref[drop:]
-            off += drop
-        pad = off % FRAME
-        if pad:
-            self._ref = np.concatenate([np.zeros(pad, np.float32), self._ref])
-        self._ref_t0 = base + (off - pad) / SAMPLE_RATE
+            self._ref_t0 += drop / SAMPLE_RATE  # (a reference still short of `base` is late)
+        elif off > 0:
+            self._ref = np.concatenate([np.zeros(off, np.float32), self._ref])
+            self._ref_t0 = base
 
     def _absorb(self) -> None:
         """Move what the speaker handed over into the 16 kHz reference, on its clock."""

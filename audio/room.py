@@ -95,6 +95,15 @@ def scaled_to(x: np.ndarray, level_db: float) -> np.ndarray:
     return x * 10 ** ((level_db - active_level_db(x)) / 20)
 
 
+def echo_gain(response: np.ndarray, voice: np.ndarray, rate: int, level_db: float) -> float:
+    """The gain on `response` that brings `voice` (int16 at `rate`) to the microphone at
+    `level_db` (active level)."""
+    from sarai.audio.stream_resample import StreamResampler
+
+    x = StreamResampler(rate).push(np.concatenate([voice, np.zeros(rate, voice.dtype)]))
+    return float(10 ** ((level_db - active_level_db(fftconvolve(x, response))) / 20))
+
+
 def pink_noise(n: int, level_db: float, rng: np.random.Generator) -> np.ndarray:
     """Pink noise (a 1/f filter over white) at `level_db` RMS."""
     b = [0.049922035, -0.095993537, 0.050612699, -0.004408786]

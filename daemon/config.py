@@ -64,7 +64,7 @@ class ListenSettings(BaseModel):
     barge_in_min_rms: float = Field(
         40.0, ge=0, description="the echo canceller's output quieter than this is not the user")
     barge_in_echo_ratio: float = Field(
-        0.04, ge=0, le=1,
+        0.05, ge=0, le=1,
         description="…nor output below this share of the loudest heard in the last 300 ms")
     barge_in_pause_ms: int = Field(
         90, ge=10, description="speech over an answer this long pauses it at once"
@@ -78,7 +78,7 @@ class ListenSettings(BaseModel):
         0.2, ge=0, le=1, description="the share while the echo canceller is still learning")
     echo_cancel: EchoMode = Field(EchoMode.AUTO, description="who cancels SARAi's own voice")
     echo_warmup_s: float = Field(
-        5.0, ge=0, description="SARAi's speech a new echo canceller hears before it is trusted")
+        12.0, ge=0, description="SARAi's speech a new echo canceller hears before it is trusted")
     speculate_pause_ms: int = Field(
         150, ge=0, description="start on a turn at a pause this long; 0 = wait for the end"
     )

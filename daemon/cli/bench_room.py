@@ -48,11 +48,10 @@ from sarai.audio.room import (
     ROOMS,
     RoomEcho,
     RoomSpec,
-    active_level_db,
+    echo_gain,
     impulse_responses,
     scaled_to,
 )
-from sarai.audio.stream_resample import StreamResampler
 from sarai.daemon.app import Context, asr_model_dirs, voice_bank
 from sarai.daemon.cli.bench_cmd import percentiles, save_result
 from sarai.daemon.conversation.harness import VoiceHarness
@@ -306,21 +305,14 @@ def _erle(frames: list[tuple[np.ndarray, np.ndarray]], echo: list[np.ndarray],
     return round(10 * np.log10(e[act].sum() / max(o[act].sum(), 1e-9)), 1)
 
 
-def _echo_gain(h_speaker: np.ndarray, voice_sample: np.ndarray, rate: int) -> float:
-    """The gain that puts SARAi's voice, through the room, at ECHO_DBFS."""
-    x = StreamResampler(rate).push(np.concatenate([voice_sample, np.zeros(rate)]))
-    echo = fftconvolve(x.astype(np.float64), h_speaker)
-    return float(10 ** ((ECHO_DBFS - active_level_db(echo)) / 20))
-
-
 def _run_room(spec: RoomSpec, ctx: Context, assistant: Assistant, args: argparse.Namespace,
               prompts: list[tuple[str, np.ndarray]], rng: np.random.Generator) -> dict:
     cfg = ctx.config
     _say(f"[{spec.name}] impulse responses…")
     rirs = impulse_responses(spec)
     voice = assistant.voices.voice("en")  # type: ignore[union-attr]
-    gain = _echo_gain(rirs.speaker, voice.synthesize(ANSWERS[0].split(". ")[0] + "."),
-                      voice.sample_rate)
+    gain = echo_gain(rirs.speaker, voice.synthesize(ANSWERS[0].split(". ")[0] + "."),
+                     voice.sample_rate, ECHO_DBFS)
     path = RoomEcho(rirs.speaker, gain, delay_s=DEVICE_DELAY_S, noise_db=spec.noise_dbfs,
                     seed=args.seed)
     canceller = _Measured(EchoTiming(warmup_s=cfg.listen.echo_warmup_s))
@@ -372,6 +364,11 @@ def _run_room(spec: RoomSpec, ctx: Context, assistant: Assistant, args: argparse
         stopped_at = h.speaker.stopped_at
         ms = (round((stopped_at - onset) * 1000, 1)
               if stop is not None and stopped_at is not None else None)
+        if ms is not None and ms < 0:
+            # Paused by its own echo just before the person spoke, and held by them: a
+            # self-interruption, not a stop time.
+            early_pauses += 1
+            ms = None
         results[f"{rel:g}"].append((stop is not None, ms))
         _say(f"[{spec.name}] barge-in {t + 1}/{2 * args.trials} at {rel:+g} dB ({name}): "
              + (f"stopped after {ms} ms" if stop is not None else "not interrupted"))

@@ -47,6 +47,35 @@ def _rms(block: np.ndarray) -> float:
     return float(np.sqrt(np.mean(block.astype(np.float64) ** 2))) if len(block) else 0.0
 
 
+class _RoomNoise:
+    """The room's own noise, from recent quiet frames heard while SARAi was silent: what the
+    segmenter hears where the echo gate closes. webrtcvad adapts to what it is given, and
+    after seconds of digital silence it takes the room's plain noise for speech once the
+    gate opens again."""
+
+    def __init__(self, keep: int = 33) -> None:
+        self._frames: deque[np.ndarray] = deque(maxlen=keep)
+        self._levels: deque[float] = deque(maxlen=200)
+        self._floor: float | None = None
+        self._heard = 0
+        self._next = 0
+
+    def hear(self, frame: np.ndarray, level: float) -> None:
+        self._levels.append(level)
+        self._heard += 1
+        if self._floor is None or self._heard % 10 == 0:
+            self._floor = float(np.percentile(self._levels, 20))
+        if level <= 1.5 * self._floor:  # the room alone, nobody talking
+            self._frames.append(frame.copy())
+
+    def fill(self, n: int) -> np.ndarray:
+        if not self._frames:
+            return np.zeros(n, np.int16)
+        self._next = (self._next + 1) % len(self._frames)
+        frame = self._frames[self._next]
+        return frame[:n] if len(frame) >= n else np.resize(frame, n)
+
+
 class FrontEnd:
     """Feed it VAD frames with their capture times (`hear`); it posts to the core."""
 
@@ -67,6 +96,7 @@ class FrontEnd:
         # sees silence wherever the echo gate closed, which upsets its idea of the noise.
         self._barge_vad = webrtcvad.Vad(vad.aggressiveness)
         self._heard = deque([0.0], maxlen=max(1, _ECHO_WINDOW_MS // vad.frame_ms))  # levels
+        self._room = _RoomNoise()
         self._barged: int | None = None  # the answer this front end reported talked over
         self._releases = 0  # push-to-talk releases seen
         self._speaking = False
@@ -87,7 +117,8 @@ class FrontEnd:
             self._live = True
             self._post(m.MicLive(True))
         cleaned = self._echo.clean(frame, captured_at)
-        self._heard.append(_rms(frame))
+        level = _rms(frame)
+        self._heard.append(level)
         view = self._core.view
         if view.mode is ListenMode.MUTED or (view.mode is ListenMode.PUSH and not view.pushing):
             if view.push_releases != self._releases:
@@ -99,13 +130,18 @@ class FrontEnd:
             return
         self._releases = view.push_releases
         busy = self.busy(captured_at)
+        if not busy:
+            self._room.hear(frame, level)
         if busy:
             if not self._listen.barge_in:
                 self._seg.reset()  # half duplex: what is heard while answering is not a turn
                 self._set_speaking(False)
                 return
-            frame = self._without_echo(cleaned)
-        self._watch_barge_in(cleaned, bool(frame.any()), captured_at, busy)
+            passed = self._passes_gate(cleaned, captured_at)
+            frame = cleaned if passed else self._room.fill(len(cleaned))
+        else:
+            passed = True
+        self._watch_barge_in(cleaned, passed, captured_at, busy)
         for ev in self._seg.push_events(frame, captured_at):
             if ev.kind is SegmentKind.PAUSE and ev.utterance is not None:
                 self._post(m.Paused(ev.utterance))
@@ -142,21 +178,26 @@ class FrontEnd:
             return
         self._post(m.Ended(utt))
 
-    def _without_echo(self, cleaned: np.ndarray) -> np.ndarray:
-        """The canceller's output, or silence where only SARAi's own voice is left of it.
+    def _passes_gate(self, cleaned: np.ndarray, captured_at: float) -> bool:
+        """Whether the canceller's output may be the user, not what is left of SARAi's voice
+        (where it is not, the segmenter hears the room's noise instead).
 
         What the canceller leaves of the user is loud enough and a fair share of what the
         microphone heard lately; what it leaves of SARAi is a faint residue far below the
         echo that carried it. A canceller still learning the room leaves much more: until it
-        has settled, the user must be louder and a larger share (the warm-up rule).
+        has settled, the user must be louder and a larger share (the warm-up rule). While the
+        canceller has nothing to cancel with (its reference stalled), nothing heard over
+        SARAi's voice counts.
         """
+        if self._echo.blind(captured_at):
+            return False
         lst = self._listen
         if self._echo.converging:
             min_rms, share = lst.barge_in_warmup_min_rms, lst.barge_in_warmup_echo_ratio
         else:
             min_rms, share = lst.barge_in_min_rms, lst.barge_in_echo_ratio
         floor = max(min_rms, share * max(self._heard))
-        return np.zeros_like(cleaned) if _rms(cleaned) < floor else cleaned
+        return _rms(cleaned) >= floor
 
     def _watch_barge_in(self, cleaned: np.ndarray, loud: bool, captured_at: float,
                         busy: bool) -> None:
