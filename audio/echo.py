@@ -14,8 +14,10 @@ moment plus a small lead. The delay left for AEC3 to find is the room's and the 
 While nothing has played for a while both streams pause together (AEC3 keeps what it learnt,
 and costs nothing while SARAi is silent); they resume together with the next answer. If the
 reference stops arriving while the speaker should be playing, or the speaker's rate changes,
-the canceller starts over (logged); until it has heard a few seconds of SARAi's voice again it
-reports `converging`, and the front end judges barge-in more strictly meanwhile.
+the canceller starts over (logged); until it has heard `warmup_s` of SARAi's voice again it
+reports `converging`, and the front end judges barge-in more strictly meanwhile. Where no echo
+comes back at all (headphones) its output is not used, and while its reference has stalled
+it is `blind`: nothing heard over SARAi can be told from SARAi.
 """
 
 from __future__ import annotations
