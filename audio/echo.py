@@ -52,6 +52,7 @@ class EchoTiming:
     hold_s: float = 0.6  # an echo outlives the last sound by the room's tail and the latency
     stall_s: float = 0.1  # the reference this far behind the microphone: it stalled
     warmup_s: float = 12.0  # SARAi's voice a new canceller needs to hear before it is trusted
+    deaf_s: float = 3.0  # …and before it cancels anything much: nothing over SARAi counts yet
 
 
 def _rms(frame: np.ndarray) -> float:
@@ -177,11 +178,14 @@ class EchoCanceller:
                      "its echo canceller's output is not used until it does")
 
     def blind(self, at: float | None = None) -> bool:
-        """SARAi may be heard in audio captured at `at`, and there is nothing to cancel it
-        with: its reference stopped coming, or AEC3 cannot run here. Nothing heard meanwhile
-        can be told from SARAi's own voice."""
-        return (self.cancelling and (self._stalled or self._broken is not None)
-                and self.active(at))
+        """SARAi may be heard in audio captured at `at`, and nothing can take it out: its
+        reference stopped coming, AEC3 cannot run here, or a new AEC3 has not yet heard
+        `deaf_s` of SARAi's voice (for its first seconds it lets most of the echo through).
+        Nothing heard meanwhile can be told from SARAi's own voice."""
+        if not self.cancelling or not self.active(at):
+            return False
+        return (self._stalled or self._broken is not None
+                or (self.echo_heard and self._voice_frames < self.timing.deaf_s * 100))
 
     @property
     def reference_rms(self) -> float:

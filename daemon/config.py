@@ -79,6 +79,8 @@ class ListenSettings(BaseModel):
     echo_cancel: EchoMode = Field(EchoMode.AUTO, description="who cancels SARAi's own voice")
     echo_warmup_s: float = Field(
         12.0, ge=0, description="SARAi's speech a new echo canceller hears before it is trusted")
+    echo_deaf_s: float = Field(
+        3.0, ge=0, description="…and before anything heard over SARAi counts at all")
     speculate_pause_ms: int = Field(
         150, ge=0, description="start on a turn at a pause this long; 0 = wait for the end"
     )

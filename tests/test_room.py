@@ -69,8 +69,8 @@ def _voice_turns(h) -> set[int]:
 
 
 def _harness(tmp: Path, room: str | None, *, rate: int = 22050, **kw):
-    """A harness whose speaker is heard through `room` (None: headphones in a quiet room)
-    at ECHO_DB, 30 ms later than its timestamps say."""
+    """A harness whose speaker (with the real one's 80 ms buffer) is heard through `room`
+    (None: headphones in a quiet room) at ECHO_DB, 30 ms later than its timestamps say."""
     from harness_parts import _Voices
 
     voice = _Voices().voice()
@@ -83,7 +83,7 @@ def _harness(tmp: Path, room: str | None, *, rate: int = 22050, **kw):
         path = RoomEcho(rirs.speaker, gain, delay_s=0.03, noise_db=ROOMS[room].noise_dbfs)
     h = make_harness(tmp, models=ScriptedModels(reply=lambda q: STORY if "story" in q
                                                 else "All right."),
-                     echo_path=path, speaker_rate=rate, **kw)
+                     echo_path=path, speaker_rate=rate, speaker_latency_s=0.08, **kw)
     return h, Watch(h)
 
 

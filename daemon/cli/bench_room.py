@@ -6,8 +6,9 @@ room (RT60 ≈ 0.6 s, the speaker 1 m away). The device-free voice harness runs 
 voice loop in virtual time — the front end with the WebRTC AEC3 echo canceller, webrtcvad
 and Silero, the conversation core, Whisper, the sentence splitter and the Piper voice — with
 the speaker's sound reaching the microphone through the room's impulse response (convolved as
-a stream), 30 ms later than the device timestamps say, over the room's noise. SARAi's voice
-reaches the microphone at -20 dBFS.
+a stream), 30 ms later than the device timestamps say, over the room's noise; the speaker
+plays at its voice's rate with the real speaker's 80 ms buffer. SARAi's voice reaches the
+microphone at -20 dBFS.
 
 What SARAi says: fixed English texts (a few paragraphs each), written out by a fixed-answer
 model and spoken by the configured Piper voice through the real speech path. The language
@@ -42,6 +43,7 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import fftconvolve
 
+from sarai.audio.devices import SpeakerSink
 from sarai.audio.echo import EchoCanceller, EchoTiming
 from sarai.audio.pcm import SAMPLE_RATE, read_audio
 from sarai.audio.room import (
@@ -315,10 +317,12 @@ def _run_room(spec: RoomSpec, ctx: Context, assistant: Assistant, args: argparse
                      voice.sample_rate, ECHO_DBFS)
     path = RoomEcho(rirs.speaker, gain, delay_s=DEVICE_DELAY_S, noise_db=spec.noise_dbfs,
                     seed=args.seed)
-    canceller = _Measured(EchoTiming(warmup_s=cfg.listen.echo_warmup_s))
+    canceller = _Measured(EchoTiming(warmup_s=cfg.listen.echo_warmup_s,
+                                     deaf_s=cfg.listen.echo_deaf_s))
     assistant.forget()
     h = VoiceHarness(assistant, cfg.listen, cfg.audio.vad, echo_path=path,
-                     canceller=canceller, speaker_rate=voice.sample_rate, second_opinion=True)
+                     canceller=canceller, speaker_rate=voice.sample_rate,
+                     speaker_latency_s=SpeakerSink.LATENCY_S, second_opinion=True)
     watch = _Watch(h)
 
     # 1. SARAi alone.

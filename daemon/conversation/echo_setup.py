@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 def echo_canceller(listen: ListenSettings, audio: AudioSettings) -> EchoCanceller:
     """The canceller the voice loop feeds, cancelling or stepping aside (logged)."""
-    timing = EchoTiming(warmup_s=listen.echo_warmup_s)
+    timing = EchoTiming(warmup_s=listen.echo_warmup_s, deaf_s=listen.echo_deaf_s)
     mode = listen.echo_cancel
     if mode is EchoMode.OFF:
         log.info("echo cancellation is off (listen.echo_cancel: off)")

@@ -111,21 +111,24 @@ class VoiceHarness:
     `echo_path`: how the speaker's sound comes back into the microphone (audio.room); by
     default a plain one, `echo_gain` loud and `echo_delay_s` late (0 gain: headphones).
     `canceller`: the echo canceller the front end uses (a real one by default).
-    `speaker_rate`: the rate the in-memory speaker plays at."""
+    `speaker_rate`, `speaker_latency_s`: the rate the in-memory speaker plays at, and how long
+    after a block is handed over it is heard (the real speaker's buffer is 80 ms)."""
 
     def __init__(self, assistant: Assistant, listen: ListenSettings, vad: VadSettings, *,
                  mode: ListenMode | None = None, echo_gain: float = 0.0,
                  echo_delay_s: float = 0.05, second_opinion: bool = False,
                  echo_path: EchoPath | None = None, canceller: EchoCanceller | None = None,
-                 speaker_rate: int = MemorySpeaker.RATE) -> None:
+                 speaker_rate: int = MemorySpeaker.RATE,
+                 speaker_latency_s: float = 0.02) -> None:
         self.clock = VirtualClock()
         self.probe = EventProbe(advance=self.silence)
         self.core = ConversationCore(assistant, listen, self.probe, clock=self.clock,
                                      inline=True, mode=mode)
         self.echo = canceller or EchoCanceller(
-            EchoTiming(warmup_s=listen.echo_warmup_s),
+            EchoTiming(warmup_s=listen.echo_warmup_s, deaf_s=listen.echo_deaf_s),
             cancel=listen.echo_cancel in (EchoMode.AUTO, EchoMode.WEBRTC))
-        self.speaker = MemorySpeaker(self.clock, on_played=self.echo.played, rate=speaker_rate)
+        self.speaker = MemorySpeaker(self.clock, latency_s=speaker_latency_s,
+                                     on_played=self.echo.played, rate=speaker_rate)
         self.front = FrontEnd(self.core, vad, listen, self.echo, self.speaker,
                               use_second_opinion=second_opinion)
         self.core.attach_output(self.speaker)
