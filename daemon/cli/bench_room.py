@@ -21,8 +21,9 @@ models are not part of what this measures, and a fixed text makes every run spea
 2. Barge-in: while SARAi answers, a recorded person (Asterisk's prompts, read by Allison:
    Mexican Spanish by default) talks over it from across the room, at the echo's level and
    10 dB below it, alternately. Recall: the share of those that interrupted the answer while
-   they spoke; stop: from the first sound of the person at the microphone until the speaker
-   went silent.
+   they spoke; stop: from the first voiced 30 ms of the person's speech at the microphone
+   (webrtcvad on their voice alone, as `sarai bench voice` times it) until the speaker went
+   silent, its 80 ms buffer played out (also reported from their first sound).
 
 The barge-in thresholds (listen.barge_in_*) were tuned on the English prompts with other
 texts; the Spanish ones were kept apart for this measurement (--prompts en measures on the
@@ -41,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import webrtcvad
 from scipy.signal import fftconvolve
 
 from sarai.audio.devices import SpeakerSink
@@ -346,7 +348,8 @@ def _run_room(spec: RoomSpec, ctx: Context, assistant: Assistant, args: argparse
 
     # 2. Barge-in.
     offset = int(np.argmax(np.abs(rirs.user))) / SAMPLE_RATE  # the direct sound's delay
-    results: dict[str, list[tuple[bool, float | None]]] = {"0": [], "-10": []}
+    vad = webrtcvad.Vad(cfg.audio.vad.aggressiveness)
+    results: dict[str, list[tuple[bool, float | None, float | None]]] = {"0": [], "-10": []}
     early_pauses = 0
     for t in range(2 * args.trials):
         rel = 0.0 if t % 2 == 0 else -10.0
@@ -361,24 +364,30 @@ def _run_room(spec: RoomSpec, ctx: Context, assistant: Assistant, args: argparse
         early_pauses += len(watch.pauses) - pauses_before
         stops_before = len(watch.stops)
         onset = h.now + offset
-        h.feed(np.clip(np.round(user), -32768, 32767).astype(np.int16), on_frame=watch)
+        words = np.clip(np.round(user), -32768, 32767).astype(np.int16)
+        voiced = h.now + _first_voiced(vad, words)
+        h.feed(words, on_frame=watch)
         h.feed(_silence(0.3), on_frame=watch)
         stop = next((s for s in watch.stops[stops_before:]
                      if onset <= s <= onset + len(prompt) / SAMPLE_RATE + 0.3), None)
         stopped_at = h.speaker.stopped_at
-        ms = (round((stopped_at - onset) * 1000, 1)
-              if stop is not None and stopped_at is not None else None)
-        if ms is not None and ms < 0:
-            # Paused by its own echo just before the person spoke, and held by them: a
-            # self-interruption, not a stop time.
-            early_pauses += 1
-            ms = None
-        results[f"{rel:g}"].append((stop is not None, ms))
+        ms = from_sound = None
+        if stop is not None and stopped_at is not None:
+            from_sound = round((stopped_at - onset) * 1000, 1)
+            ms = max(0.0, round((stopped_at - voiced) * 1000, 1))
+            if from_sound < 0:
+                # Paused by its own echo just before the person spoke, and held by them: a
+                # self-interruption, not a stop time.
+                early_pauses += 1
+                ms = from_sound = None
+        results[f"{rel:g}"].append((stop is not None, ms, from_sound))
         _say(f"[{spec.name}] barge-in {t + 1}/{2 * args.trials} at {rel:+g} dB ({name}): "
-             + (f"stopped after {ms} ms" if stop is not None else "not interrupted"))
+             + (f"stopped {ms} ms after the first voiced frame, {from_sound} ms after the "
+                "first sound" if stop is not None else "not interrupted"))
         _settle(h, watch, idle_s=2.0)
 
-    stops = [ms for r in results.values() for hit, ms in r if hit and ms is not None]
+    stops = [ms for r in results.values() for hit, ms, _ in r if hit and ms is not None]
+    from_sound = [ms for r in results.values() for hit, _, ms in r if hit and ms is not None]
     return {
         "name": spec.name,
         "rt60_s": rirs.rt60_s,
@@ -389,6 +398,7 @@ def _run_room(spec: RoomSpec, ctx: Context, assistant: Assistant, args: argparse
         "barge_in_recall_m10db": _recall(results["-10"]),
         "barge_in_stop_ms": percentiles(stops, 50, 90),
         "echo_reduction_db": erle,
+        "barge_in_stop_from_first_sound_ms": percentiles(from_sound, 50, 90),
         "self_interruptions": self_interruptions,
         "echo_reduction_after_10s_db": erle_settled,
         "pauses_before_the_person_spoke": early_pauses,
@@ -405,8 +415,18 @@ def _heard_s(h: VoiceHarness) -> float:
     return sum(len(b) for _, b in h.speaker.heard) / h.speaker.rate
 
 
-def _recall(trials: list[tuple[bool, float | None]]) -> float | None:
-    return round(sum(hit for hit, _ in trials) / len(trials), 3) if trials else None
+def _recall(trials: list[tuple[bool, float | None, float | None]]) -> float | None:
+    return round(sum(hit for hit, _, _ in trials) / len(trials), 3) if trials else None
+
+
+def _first_voiced(vad: webrtcvad.Vad, words: np.ndarray) -> float:
+    """Where (s) the person's own speech has its first voiced 30 ms frame: the barge-in stop
+    is timed from there, as `sarai bench voice` times it from the first voiced frame."""
+    n = SAMPLE_RATE * 30 // 1000
+    for i in range(0, len(words) - n + 1, n):
+        if vad.is_speech(words[i : i + n].tobytes(), SAMPLE_RATE):
+            return i / SAMPLE_RATE
+    return 0.0
 
 
 def _bench(args: argparse.Namespace, ctx: Context) -> int:
