@@ -81,8 +81,10 @@ def _harness(tmp: Path, room: str | None, *, rate: int = 22050, **kw):
         gain = echo_gain(rirs.speaker, voice.synthesize(STORY.split(". ")[0] + "."),
                          voice.sample_rate, ECHO_DB)
         path = RoomEcho(rirs.speaker, gain, delay_s=0.03, noise_db=ROOMS[room].noise_dbfs)
-    h = make_harness(tmp, models=ScriptedModels(reply=lambda q: STORY if "story" in q
-                                                else "All right."),
+    # The whole story is spoken: no limit on a spoken answer's length.
+    h = make_harness(tmp, yaml="assistant:\n  spoken_max_sentences: 0\n  spoken_max_s: 0\n",
+                     models=ScriptedModels(reply=lambda q: STORY if "story" in q
+                                           else "All right."),
                      echo_path=path, speaker_rate=rate, speaker_latency_s=0.08, **kw)
     return h, Watch(h)
 
