@@ -1,128 +1,361 @@
-"""Telling SARAi's own voice, heard back through the microphone, from the user's.
+"""Removing SARAi's own voice from the microphone: WebRTC's echo canceller (AEC3).
 
-While SARAi speaks, every block it plays (with the silences between its sentences) is kept as
-a reference. The last quarter second of microphone audio is matched against the recent
-reference (FFT cross-correlation finds the echo delay; a single 30 ms frame of voiced speech
-matches at many pitch periods, a longer stretch at one), a short filter around that delay is
-fitted to the newest frame and its echo estimate subtracted, and what remains is what the
-user said. A purely acoustic echo
-with strong reverberation is beyond this simple canceller; a direct loopback or a quiet
-speaker is handled well.
+Every block the speaker is handed comes here (`played`, on the speaker's thread) with the time
+it will be heard; every microphone frame comes here (`clean`, on the microphone's thread) with
+the time it was captured. AEC3 (through livekit's binding of WebRTC's AudioProcessingModule,
+with its noise suppressor and high-pass filter on the microphone path) needs both streams from
+one thread, in order, 10 ms at a time, and the reference never later than its echo: a
+reference that arrives after the echo it explains cancels nothing, and one more than about
+half a second early cannot be matched. So the speaker's thread only queues its blocks, and
+the microphone's thread turns them into one continuous 16 kHz reference on the speaker's
+clock and, before each 10 ms of microphone audio, hands AEC3 the reference heard up to that
+moment plus a small lead. The delay left for AEC3 to find is the room's and the devices'.
+
+While nothing has played for a while both streams pause together (AEC3 keeps what it learnt,
+and costs nothing while SARAi is silent); they resume together with the next answer. If the
+reference stops arriving while the speaker should be playing, or the speaker's rate changes,
+the canceller starts over (logged); until it has heard `warmup_s` of SARAi's voice again it
+reports `converging`, and the front end judges barge-in more strictly meanwhile. Where no echo
+comes back at all (headphones) its output is not used, and while its reference has stalled
+it is `blind`: nothing heard over SARAi can be told from SARAi.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 
-from sarai.audio.pcm import SAMPLE_RATE, resample
+from sarai.audio.pcm import SAMPLE_RATE
+from sarai.audio.stream_resample import StreamResampler
+
+log = logging.getLogger(__name__)
+
+FRAME = SAMPLE_RATE // 100  # AEC3 works on 10 ms frames
+_JITTER_S = 0.02  # timestamp noise between consecutive speaker blocks
+_MAX_GAP_S = 0.5  # a longer hole in the speaker's stream ends the reference segment
+_MAX_INCOMING = 1000  # speaker blocks waiting for the microphone thread (20 s of 20 ms)
+_RECENT_FRAMES = 15  # the reference level is taken over the last 150 ms handed to AEC3
+_LEVELS = 100  # microphone frames kept to tell whether SARAi's voice comes back at all
+_SPEAKING_RMS = 300.0  # a reference this loud is SARAi audibly speaking
+_SILENT_RMS = 20.0  # a microphone quieter than this (-64 dBFS) hears nothing
 
 
-class EchoGate:
-    """Keeps what was played recently, with when, and removes it from microphone frames.
+@dataclass(frozen=True)
+class EchoTiming:
+    lead_s: float = 0.04  # the reference goes in this much ahead of the echo's earliest time
+    idle_s: float = 1.2  # nothing heard for this long: both streams pause
+    hold_s: float = 0.6  # an echo outlives the last sound by the room's tail and the latency
+    stall_s: float = 0.1  # the reference this far behind the microphone: it stalled
+    warmup_s: float = 12.0  # SARAi's voice a new canceller needs to hear before it is trusted
+    deaf_s: float = 3.0  # …and before it cancels anything much: nothing over SARAi counts yet
 
-    Frames are matched by the time they were captured, not when they are processed, so a
-    listener that falls behind (say, while a model loads) still finds the right reference.
+
+def _rms(frame: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(frame.astype(np.float32) ** 2))) if len(frame) else 0.0
+
+
+class _Aec3:
+    """One WebRTC AudioProcessingModule: echo cancellation, noise suppression, high-pass
+    filter, on 16 kHz mono int16. livekit aborts the whole process (a Rust panic) on a frame
+    that is not exactly 10 ms, so every length is checked here first."""
+
+    def __init__(self, delay_ms: int) -> None:
+        from livekit import rtc  # imported late: about 0.4 s, and only the voice loop needs it
+
+        self._rtc = rtc
+        self._apm = rtc.AudioProcessingModule(echo_cancellation=True, noise_suppression=True,
+                                              high_pass_filter=True, auto_gain_control=False)
+        self._delay_ms = max(0, min(500, delay_ms))  # AEC3 refuses anything outside 0..500
+
+    def _frame(self, samples: np.ndarray):
+        if samples.dtype != np.int16 or samples.shape != (FRAME,):
+            raise ValueError(f"AEC3 takes {FRAME} int16 samples, not {samples.shape} "
+                             f"{samples.dtype}")
+        return self._rtc.AudioFrame(bytearray(samples.tobytes()), SAMPLE_RATE, 1, FRAME)
+
+    def reverse(self, samples: np.ndarray) -> None:
+        self._apm.process_reverse_stream(self._frame(samples))
+
+    def capture(self, samples: np.ndarray) -> np.ndarray:
+        frame = self._frame(samples)
+        self._apm.set_stream_delay_ms(self._delay_ms)
+        self._apm.process_stream(frame)
+        return np.frombuffer(frame.data, np.int16).copy()
+
+
+class EchoCanceller:
+    """See the module comment. `played` may be called from any one thread (the speaker's);
+    `clean`, `converging` and the rest from the microphone's thread.
+
+    `cancel=False`: the canceller steps aside (the desktop already cancels, or there is no
+    echo path); it still knows when SARAi was heard, for `active()`.
     """
 
-    def __init__(self, window_s: float = 1.0, keep_s: float = 6.0, hold_s: float = 0.6,
-                 context_s: float = 0.25, taps: int = 5) -> None:
-        self._window_s = window_s  # how far back an echo may come from
-        self._keep_s = keep_s  # how much played audio is kept
-        self._hold_s = hold_s  # the echo outlives playback by the device and room latency
-        self._context = int(context_s * SAMPLE_RATE)  # microphone audio used to align
-        self._taps = taps
-        self._blocks: deque[tuple[float, np.ndarray]] = deque()  # (time handed over, audio)
-        self._mic: deque[np.ndarray] = deque()
-        self._mic_len = 0
-        self._last_played = float("-inf")
+    def __init__(self, timing: EchoTiming = EchoTiming(), *, cancel: bool = True) -> None:
+        self.timing = timing
+        self.cancelling = cancel
         self._lock = threading.Lock()
+        self._incoming: deque[tuple[float, np.ndarray, int]] = deque()
+        self._last_sound = float("-inf")  # when the last sound handed over is heard out
+        # The microphone thread's own state:
+        self._rate: int | None = None  # the speaker's rate
+        self._resampler: StreamResampler | None = None
+        self._in_end: float | None = None  # heard time after the reference so far; None: none
+        self._ref = np.zeros(0, np.float32)  # 16 kHz reference not yet handed to AEC3
+        self._ref_t0 = 0.0  # when _ref[0] is heard
+        self._engaged = False  # both streams are flowing into AEC3
+        self._mic_next: float | None = None  # when the next microphone frame should end
+        self._last_end: tuple[float, int] | None = None  # where the last segment ended, rate
+        self._aec: _Aec3 | None = None
+        self._voice_frames = 0  # 10 ms reference frames with sound this instance has heard
+        self._recent = deque([0.0] * _RECENT_FRAMES, maxlen=_RECENT_FRAMES)  # their energies
+        # Microphone levels while SARAi speaks and while it is silent (see `echo_heard`).
+        self._speaking_levels: deque[float] = deque(maxlen=_LEVELS)
+        self._quiet_levels: deque[float] = deque(maxlen=10 * _LEVELS)
+        self._echo_seen: bool | None = None  # None: not known yet
+        self._said_no_echo = False
+        self._speaking_seen = 0
+        self._broken: str | None = None  # AEC3 cannot run here (why)
+        self._stalled = False  # the reference stopped coming and has not come back
+        self._warned_length = False
+        self.restarts = 0
+        self.last_restart: str | None = None
+
+    # --- the speaker's thread ---------------------------------------------------------
 
     def played(self, samples: np.ndarray, sample_rate: int, heard_at: float | None = None) -> None:
-        """Record a block the speaker was just handed (any rate, int16 mono), heard from
-        `heard_at` on (default: now); silent blocks keep the reference continuous but do not
-        make the gate active."""
-        block = resample(samples, sample_rate, SAMPLE_RATE).astype(np.float32)
-        now = time.perf_counter() if heard_at is None else heard_at
+        """A block the speaker was just handed (int16 mono, any rate), heard from `heard_at`
+        on (default: now). Silent blocks keep the reference continuous."""
+        at = time.perf_counter() if heard_at is None else heard_at
+        sound = bool(samples.any())
         with self._lock:
-            self._blocks.append((now, block))
-            while self._blocks and self._blocks[0][0] < now - self._keep_s:
-                self._blocks.popleft()
-            if samples.any():
-                self._last_played = now + len(block) / SAMPLE_RATE
+            if sound:
+                self._last_sound = max(self._last_sound, at + len(samples) / sample_rate)
+            if not self.cancelling or self._broken:
+                return
+            self._incoming.append((at, samples.copy(), sample_rate))
+            if len(self._incoming) > _MAX_INCOMING:  # nobody is reading the microphone
+                self._incoming.popleft()
+
+    # --- what the front end asks --------------------------------------------------------
 
     def active(self, at: float | None = None) -> bool:
         """True if an echo of playback may be in audio captured at `at` (default: now)."""
         at = time.perf_counter() if at is None else at
-        return at - self._last_played < self._hold_s
+        return at - self._last_sound < self.timing.hold_s
 
-    def _reference(self, at: float) -> np.ndarray:
-        lo = at - self._window_s - self._hold_s
-        with self._lock:
-            parts = [b for t, b in self._blocks if lo <= t <= at]
-        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    @property
+    def converging(self) -> bool:
+        """The canceller cannot be trusted yet: it is new or has just started over and has
+        not heard `warmup_s` of SARAi's voice, or AEC3 cannot run at all (see `blind`)."""
+        if not self.cancelling:
+            return False
+        if self._broken:
+            return True
+        return self.echo_heard and self._voice_frames < self.timing.warmup_s * 100
 
-    def _remember_mic(self, m: np.ndarray) -> np.ndarray:
-        """The recent microphone audio ending with frame `m`."""
-        self._mic.append(m)
-        self._mic_len += len(m)
-        while self._mic_len - len(self._mic[0]) >= self._context:
-            self._mic_len -= len(self._mic.popleft())
-        return np.concatenate(self._mic)
+    @property
+    def echo_heard(self) -> bool:
+        """Whether SARAi's voice comes back at all: while it speaks, the microphone is well
+        above its own noise floor. Without an echo path (headphones) AEC3's output is not
+        used: for its first seconds it holds down everything heard while SARAi speaks, the
+        user included, waiting for an echo that never comes. Once heard, an echo path is
+        taken to stay; until enough has been heard, it is assumed."""
+        return self._echo_seen is not False
 
-    def clean(self, frame: np.ndarray, at: float | None = None) -> np.ndarray:
-        """The frame (int16, captured at `at`) with the best-matching echo removed."""
-        at = time.perf_counter() if at is None else at
-        m = frame.astype(np.float32)
-        context = self._remember_mic(m)
-        if not self.active(at):
+    def _judge_echo(self) -> None:
+        floor = float(np.percentile(self._quiet_levels, 10)) if self._quiet_levels else 0.0
+        speaking = float(np.percentile(self._speaking_levels, 25))
+        self._echo_seen = speaking > max(3.0 * floor, _SILENT_RMS)
+        if not self._echo_seen and not self._said_no_echo:
+            self._said_no_echo = True
+            log.info("SARAi's voice does not come back into the microphone (headphones?): "
+                     "its echo canceller's output is not used until it does")
+
+    def blind(self, at: float | None = None) -> bool:
+        """SARAi may be heard in audio captured at `at`, and nothing can take it out: its
+        reference stopped coming, AEC3 cannot run here, or a new AEC3 has not yet heard
+        `deaf_s` of SARAi's voice (for its first seconds it lets most of the echo through).
+        Nothing heard meanwhile can be told from SARAi's own voice."""
+        if not self.cancelling or not self.active(at):
+            return False
+        return (self._stalled or self._broken is not None
+                or (self.echo_heard and self._voice_frames < self.timing.deaf_s * 100))
+
+    @property
+    def reference_rms(self) -> float:
+        """How loud SARAi was (RMS of the reference) over the last 150 ms handed to AEC3,
+        which is what can be echoing in the frame just cleaned; 0 while paused."""
+        return float(np.sqrt(max(self._recent))) if self._engaged else 0.0
+
+    def clean(self, frame: np.ndarray, captured_at: float | None = None) -> np.ndarray:
+        """The frame (16 kHz int16, its last sample captured at `captured_at`) with SARAi's
+        voice removed while it may be in it; unchanged while nothing plays."""
+        if not self.cancelling or self._broken:
             return frame
-        n = len(m)
-        # Before the first block kept, the speaker was silent: zeros let the recent
-        # microphone audio line up with the very start of playback too.
-        ref = np.concatenate([np.zeros(len(context), np.float32), self._reference(at)])
-        best = m
-        best_energy = float(m @ m)
-        # Aligning on the recent audio is robust against pitch ambiguity; aligning on the
-        # frame alone survives a gap in the microphone stream. The better fit wins.
-        for template in (context, m) if len(context) > n else (m,):
-            k = _best_lag(ref, template) + len(template) - n
-            residual = self._subtract(m, ref, k)
-            energy = float(residual @ residual)
-            if energy < best_energy:
-                best, best_energy = residual, energy
-        return np.clip(best, -32768, 32767).astype(np.int16)
+        at = time.perf_counter() if captured_at is None else captured_at
+        n = len(frame)
+        if n == 0 or n % FRAME:
+            if not self._warned_length:
+                self._warned_length = True
+                log.warning("echo cancellation skips a %d-sample microphone frame "
+                            "(it needs whole 10 ms)", n)
+            return frame
+        at, jumped = self._mic_clock(at, n)
+        self._absorb()
+        start = at - n / SAMPLE_RATE
+        if self._engaged and start - self._last_sound > self.timing.idle_s:
+            self._engaged = False  # SARAi has been silent a while: both streams pause
+            self._end_segment()
+        if not self._engaged:
+            if self._in_end is None or self._ref_t0 > at + self.timing.lead_s:
+                self._quiet_levels.append(_rms(frame))
+                return frame
+            self._engaged = True
+            self._stalled = False
+            self._align(start)
+        elif jumped:
+            self._align(start)  # the microphone lost audio: skip the reference alike
+        behind = at - (self._ref_t0 + len(self._ref) / SAMPLE_RATE)
+        if behind > self.timing.stall_s + self._lag_s:
+            self._restart(f"the speaker's audio stopped arriving ({behind * 1000:.0f} ms "
+                          "behind the microphone)")
+            self._stalled = True
+            return frame
+        try:
+            out = self._cancel(frame, start)
+        except (RuntimeError, ValueError) as exc:
+            self._restart(f"AEC3 failed: {exc}")
+            return frame
+        if self.reference_rms > _SPEAKING_RMS and not self._echo_seen:
+            self._speaking_levels.append(_rms(frame))
+            self._speaking_seen += 1
+            if self._speaking_seen >= _LEVELS // 4 and self._speaking_seen % 10 == 0:
+                self._judge_echo()
+        return out if self.echo_heard else frame
 
-    def _subtract(self, m: np.ndarray, ref: np.ndarray, k: int) -> np.ndarray:
-        """`m` less its echo estimate from `ref[k:]`: a few taps around the delay, fitted by
-        least squares (the speaker, the room and resampling filter the echo a little, which
-        one scaled copy would leave behind)."""
-        n, h = len(m), self._taps // 2
-        shifts = [d for d in range(-h, h + 1) if k + d >= 0 and k + d + n <= len(ref)]
-        if not shifts:
-            return m
-        basis = np.stack([ref[k + d : k + d + n] for d in shifts], axis=1)
-        if float(np.sum(basis * basis)) <= 1e-3:
-            return m
-        weights, *_ = np.linalg.lstsq(basis, m, rcond=None)
-        return m - basis @ weights
+    # --- the microphone's thread ------------------------------------------------------
 
+    @property
+    def _lag_s(self) -> float:
+        return self._resampler.lag_s if self._resampler is not None else 0.0
 
-def _best_lag(ref: np.ndarray, template: np.ndarray) -> int:
-    """Where in `ref` the template matches best (normalised FFT cross-correlation)."""
-    size_t = len(template)
-    size = 1 << int(np.ceil(np.log2(len(ref) + size_t)))
-    corr = np.fft.irfft(np.fft.rfft(ref, size) * np.conj(np.fft.rfft(template, size)), size)
-    corr = corr[: len(ref) - size_t + 1]
-    sq = np.concatenate([[0.0], np.cumsum(ref.astype(np.float64) ** 2)])
-    energy = sq[size_t:] - sq[:-size_t]
-    return int(np.argmax(corr / np.sqrt(np.maximum(energy, 1e-3))))
+    def _cancel(self, frame: np.ndarray, start: float) -> np.ndarray:
+        if self._aec is None:
+            try:
+                self._aec = _Aec3(round(self.timing.lead_s * 1000))
+            except (ImportError, OSError, RuntimeError) as exc:
+                self._broken = str(exc)
+                log.error("echo cancellation is unavailable (%s): SARAi does not listen for "
+                          "barge-in while it speaks", exc)
+                return frame
+        out = np.empty_like(frame)
+        for j in range(len(frame) // FRAME):
+            due = start + (j + 1) / 100 + self.timing.lead_s  # reference heard until here
+            while len(self._ref) >= FRAME and self._ref_t0 + 1 / 100 <= due + 1e-6:
+                ref = np.clip(np.round(self._ref[:FRAME]), -32768, 32767).astype(np.int16)
+                self._ref = self._ref[FRAME:]
+                self._ref_t0 += 1 / 100
+                self._aec.reverse(ref)
+                energy = float(np.mean(ref.astype(np.float32) ** 2))
+                self._recent.append(energy)
+                if energy > 64.0**2:
+                    self._voice_frames += 1
+            out[j * FRAME : (j + 1) * FRAME] = self._aec.capture(
+                frame[j * FRAME : (j + 1) * FRAME])
+        return out
 
+    def _mic_clock(self, at: float, n: int) -> tuple[float, bool]:
+        """The frame's end on the microphone's own sample clock: its timestamps jitter by a
+        few milliseconds, its samples do not. True as well when audio was lost (a jump)."""
+        expected = self._mic_next
+        jumped = expected is not None and abs(at - expected) > _JITTER_S
+        if expected is not None and not jumped:
+            at = expected
+        self._mic_next = at + n / SAMPLE_RATE
+        return at, jumped
 
-def residual_ratio(frame: np.ndarray, cleaned: np.ndarray) -> float:
-    """Energy left after echo removal, as a share of the frame's energy (0 = all echo)."""
-    e = float(np.sum(frame.astype(np.float64) ** 2))
-    return float(np.sum(cleaned.astype(np.float64) ** 2)) / e if e > 0 else 0.0
+    def _align(self, start: float) -> None:
+        """Line the reference up with the microphone frame that starts at `start`, to the
+        sample: from here on the reference heard at t goes into AEC3 alongside the microphone
+        audio captured at t - lead_s, so the delay AEC3 learnt holds from one stretch of speech
+        to the next. Reference heard before that is dropped (its microphone audio is gone);
+        silence, which is what played, fills the time until the reference begins."""
+        base = start + self.timing.lead_s
+        off = int(round((self._ref_t0 - base) * SAMPLE_RATE))
+        if off < 0:
+            drop = min(-off, len(self._ref))
+            self._ref = self._ref[drop:]
+            self._ref_t0 += drop / SAMPLE_RATE  # (a reference still short of `base` is late)
+        elif off > 0:
+            self._ref = np.concatenate([np.zeros(off, np.float32), self._ref])
+            self._ref_t0 = base
+
+    def _absorb(self) -> None:
+        """Move what the speaker handed over into the 16 kHz reference, on its clock."""
+        with self._lock:
+            blocks = list(self._incoming)
+            self._incoming.clear()
+        for at, samples, rate in blocks:
+            if rate != self._rate:
+                if self._rate is not None:
+                    self._restart(f"the speaker's rate changed from {self._rate} to {rate} Hz")
+                self._rate = rate
+                self._end_segment()
+            sound = bool(samples.any())
+            if self._in_end is not None:
+                gap = at - self._in_end
+                if gap > _MAX_GAP_S:
+                    self._end_segment()  # a long hole: what follows is a new stretch
+                elif gap > _JITTER_S:
+                    self._append(np.zeros(round(gap * rate), np.float32))  # nothing played
+                elif gap < -_JITTER_S:
+                    # The device's clock runs a little fast against ours: follow its stamps.
+                    self._ref_t0 += gap
+                    self._in_end += gap
+            if self._in_end is None:
+                if not sound:
+                    continue  # silence while nothing plays: nothing to start
+                self._start_segment(at, rate, len(samples))
+            self._append(samples)
+
+    def _start_segment(self, at: float, rate: int, block: int) -> None:
+        last = self._last_end
+        if last is not None and last[1] == rate:
+            # The speaker's stream went on in silence meanwhile: keep to its sample clock.
+            step = block / rate
+            snapped = last[0] + round((at - last[0]) / step) * step
+            if abs(at - snapped) < 0.004:
+                at = snapped
+        self._resampler = StreamResampler(rate)
+        self._ref = np.zeros(0, np.float32)
+        self._ref_t0 = self._in_end = at
+
+    def _append(self, samples: np.ndarray) -> None:
+        assert self._resampler is not None and self._in_end is not None
+        out = self._resampler.push(samples)
+        if len(out):
+            self._ref = np.concatenate([self._ref, out]) if len(self._ref) else out
+        self._in_end += len(samples) / self._resampler.src_rate
+
+    def _end_segment(self) -> None:
+        if self._in_end is not None and self._rate is not None:
+            self._last_end = (self._in_end, self._rate)
+        self._engaged = False
+        self._in_end = None
+        self._resampler = None
+        self._ref = np.zeros(0, np.float32)
+
+    def _restart(self, why: str) -> None:
+        """Start over with a new AEC3: it must learn the room again (see `converging`)."""
+        log.warning("echo cancellation starts over: %s", why)
+        self.restarts += 1
+        self.last_restart = why
+        self._aec = None
+        self._voice_frames = 0
+        self._end_segment()

@@ -37,11 +37,13 @@ class MemorySpeaker:
     BLOCK_S = 0.01
 
     def __init__(self, clock: VirtualClock, latency_s: float = 0.02,
-                 on_played: Callable[[np.ndarray, int, float], None] | None = None) -> None:
+                 on_played: Callable[[np.ndarray, int, float], None] | None = None,
+                 rate: int = RATE) -> None:
         self._clock = clock
         self.latency_s = latency_s
         self.on_played = on_played
-        self.queue = PlaybackQueue(self.RATE)
+        self.rate = rate
+        self.queue = PlaybackQueue(rate)
         self.heard: list[tuple[float, np.ndarray]] = []  # (when heard, samples) with sound
         self._played_until = clock.now()
         self.alive = True
@@ -74,18 +76,19 @@ class MemorySpeaker:
         pass
 
     def advance(self, until: float) -> np.ndarray:
-        """Play up to virtual time `until`; returns what was heard (at 16 kHz) meanwhile."""
-        n = int(self.RATE * self.BLOCK_S)
+        """Play up to virtual time `until`; returns what was played meanwhile (at `rate`)."""
+        n = round(self.rate * self.BLOCK_S)
+        step = n / self.rate  # a whole number of samples: the device's own clock
         out = []
-        while self._played_until + self.BLOCK_S <= until + 1e-9:
+        while self._played_until + step <= until + 1e-9:
             block = np.zeros(n, np.int16)
             heard_at = self._played_until + self.latency_s
             if self.queue.pull(block, heard_at):
                 self.heard.append((heard_at, block.copy()))
             if self.on_played is not None:
-                self.on_played(block, self.RATE, heard_at)
+                self.on_played(block, self.rate, heard_at)
             out.append(block)
-            self._played_until += self.BLOCK_S
+            self._played_until += step
         return np.concatenate(out) if out else np.zeros(0, np.int16)
 
     def heard_between(self, start: float, end: float = float("inf")) -> np.ndarray:

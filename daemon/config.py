@@ -5,6 +5,7 @@ Every error names the file, the line and the key, so a typo never surfaces later
 
 from __future__ import annotations
 
+from enum import StrEnum
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,15 @@ class AssistantSettings(BaseModel):
         20.0, ge=0, description="…and at most about this many seconds (0 = no limit)")
 
 
+class EchoMode(StrEnum):
+    """Who keeps SARAi's own voice out of the microphone."""
+
+    AUTO = "auto"  # the desktop's echo-cancelled microphone if there is one, else webrtc
+    WEBRTC = "webrtc"  # SARAi's own canceller (WebRTC AEC3)
+    DESKTOP = "desktop"  # the microphone is already echo-cancelled: do not cancel twice
+    OFF = "off"  # nothing comes back (headphones)
+
+
 class ListenSettings(BaseModel):
     """How the hands-free loop behaves."""
 
@@ -51,16 +61,26 @@ class ListenSettings(BaseModel):
     wake_phrases: tuple[str, ...] = ("hey sarai", "oye sarai", "hola sarai", "ok sarai")
     follow_up_s: float = Field(8.0, ge=0, description="after a wake-phrase turn, no phrase needed")
     barge_in: bool = Field(True, description="speaking over SARAi stops it")
-    barge_in_min_rms: float = Field(300.0, ge=0, description="quieter echo residue is ignored")
+    barge_in_min_rms: float = Field(
+        40.0, ge=0, description="the echo canceller's output quieter than this is not the user")
+    barge_in_echo_ratio: float = Field(
+        0.05, ge=0, le=1,
+        description="…nor output below this share of the loudest heard in the last 300 ms")
     barge_in_pause_ms: int = Field(
-        60, ge=10, description="speech over an answer this long pauses it at once"
+        90, ge=10, description="speech over an answer this long pauses it at once"
     )
     barge_in_confirm_ms: int = Field(
-        150, ge=0, description="…and this much more interrupts it (else it resumes)"
+        120, ge=0, description="…and this much more interrupts it (else it resumes)"
     )
-    barge_in_echo_ratio: float = Field(
-        0.4, ge=0, le=1, description="residue below this share of the heard level is echo"
-    )
+    barge_in_warmup_min_rms: float = Field(
+        300.0, ge=0, description="the floor while the echo canceller is still learning the room")
+    barge_in_warmup_echo_ratio: float = Field(
+        0.2, ge=0, le=1, description="the share while the echo canceller is still learning")
+    echo_cancel: EchoMode = Field(EchoMode.AUTO, description="who cancels SARAi's own voice")
+    echo_warmup_s: float = Field(
+        12.0, ge=0, description="SARAi's speech a new echo canceller hears before it is trusted")
+    echo_deaf_s: float = Field(
+        3.0, ge=0, description="…and before anything heard over SARAi counts at all")
     speculate_pause_ms: int = Field(
         150, ge=0, description="start on a turn at a pause this long; 0 = wait for the end"
     )

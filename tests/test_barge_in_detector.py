@@ -34,3 +34,19 @@ def test_a_burst_that_fades_resumes_playback():
 def test_a_single_click_does_not_even_pause():
     det = BargeInDetector(T)
     assert set(_feed(det, "x......x......")) == {BargeAction.NONE}
+
+
+def test_once_paused_a_candidate_is_given_longer_before_playback_resumes():
+    """An echo canceller holds the user down for a while after the loudspeaker goes quiet:
+    a paused candidate survives that silence, one that never paused does not."""
+    timing = BargeInTiming(frame_ms=30, pause_ms=60, confirm_ms=150, fade_ms=150,
+                           paused_fade_ms=450)
+    det = BargeInDetector(timing)
+    acts = _feed(det, "xx" + "." * 10 + "xxxxx")
+    assert acts[1] is BargeAction.PAUSE
+    assert BargeAction.RESUME not in acts and acts[-1] is BargeAction.INTERRUPT
+    det = BargeInDetector(timing)
+    acts = _feed(det, "xx" + "." * 15)
+    assert acts[1] is BargeAction.PAUSE and acts.index(BargeAction.RESUME) == 16
+    det = BargeInDetector(timing)
+    assert set(_feed(det, "x.....x")) == {BargeAction.NONE}  # not paused: the short fade

@@ -14,7 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-_BENCHES = ("bench_voice", "bench_models", "bench_router", "bench_soak", "bench_turn")
+_BENCHES = ("bench_voice", "bench_models", "bench_router", "bench_soak", "bench_turn",
+            "bench_room")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -83,7 +83,7 @@ def _listen(args: argparse.Namespace, ctx: Context) -> int:
     import numpy as np
 
     from sarai.audio.devices import SpeakerSink
-    from sarai.audio.echo import EchoGate
+    from sarai.audio.echo import EchoCanceller
     from sarai.audio.errors import AudioError
     from sarai.audio.pcm import SAMPLE_RATE, read_audio, timed_frames
     from sarai.audio.wav_output import WavOutput
@@ -113,7 +113,7 @@ def _listen(args: argparse.Namespace, ctx: Context) -> int:
 
     core = ConversationCore(assistant, listen, on_event, inline=True)
     core.attach_output(output)
-    front = FrontEnd(core, ctx.config.audio.vad, listen, EchoGate())
+    front = FrontEnd(core, ctx.config.audio.vad, listen, EchoCanceller(cancel=False))
     tail = np.zeros(SAMPLE_RATE * ctx.config.audio.vad.end_silence_ms // 1000 + SAMPLE_RATE // 10,
                     np.int16)
     samples = np.concatenate([pcm.samples, tail])

@@ -26,6 +26,9 @@ class BargeInTiming:
     pause_ms: int = 60  # voiced audio that pauses playback
     confirm_ms: int = 150  # …and that much more that interrupts the answer
     fade_ms: int = 150  # unvoiced audio that ends a candidate before it is confirmed
+    # …once playback is paused for it: an echo canceller holds the user's voice down for a
+    # while after the loudspeaker goes quiet, so a paused candidate is given longer.
+    paused_fade_ms: int = 150
 
     def frames(self, ms: int) -> int:
         return max(1, -(-ms // self.frame_ms))
@@ -39,6 +42,7 @@ class BargeInDetector:
         self._pause = timing.frames(timing.pause_ms)
         self._confirm = self._pause + timing.frames(timing.confirm_ms)
         self._fade = timing.frames(timing.fade_ms)
+        self._paused_fade = timing.frames(timing.paused_fade_ms)
         self._voiced = 0
         self._quiet = 0
         self._paused = False
@@ -62,7 +66,8 @@ class BargeInDetector:
             if self.onset is None:
                 return BargeAction.NONE
             self._quiet += 1
-            return self.reset() if self._quiet >= self._fade else BargeAction.NONE
+            fade = self._paused_fade if self._paused else self._fade
+            return self.reset() if self._quiet >= fade else BargeAction.NONE
         if self.onset is None:
             self.onset = captured_at - self._t.frame_ms / 1000
         self._voiced += 1

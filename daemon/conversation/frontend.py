@@ -1,9 +1,11 @@
 """The microphone's front end: what the user said, and when, frame by frame.
 
-Each VAD frame, stamped with when it was captured, goes through: the listening mode (muted,
-push-to-talk), echo removal while SARAi's own voice may be in it, barge-in detection, and the
-VAD segmenter. What comes out are messages for the conversation core — speech started or
-stopped, a pause, the user going on, the end of a turn, a barge-in — in the order heard.
+Each VAD frame, stamped with when it was captured, goes through: the echo canceller (which
+sees every frame, so its two streams stay together), the listening mode (muted, push-to-talk),
+a gate that silences what is left of SARAi's own voice while it may be in the frame, barge-in
+detection, and the VAD segmenter. What comes out are messages for the conversation core —
+speech started or stopped, a pause, the user going on, the end of a turn, a barge-in — in the
+order heard.
 
 It reads the core's `view` (the mode, whether an answer is being heard) and never changes the
 core's state; the one thing it does directly is pause and resume the speaker when the user
@@ -13,10 +15,12 @@ may be talking over it, because that must happen within a frame or two.
 from __future__ import annotations
 
 import logging
+from collections import deque
 
 import numpy as np
+import webrtcvad
 
-from sarai.audio.echo import EchoGate
+from sarai.audio.echo import EchoCanceller
 from sarai.audio.pcm import SAMPLE_RATE
 from sarai.audio.playback import Output
 from sarai.audio.settings import VadSettings
@@ -29,16 +33,54 @@ from sarai.daemon.events import ListenMode
 
 log = logging.getLogger(__name__)
 
+# What the canceller leaves of SARAi's voice is judged against the loudest the microphone heard
+# this long back: the room's reverberation keeps an echo going for a few hundred ms after the
+# sound that caused it, and AEC3 lets more of it through as it dies away.
+_ECHO_WINDOW_MS = 300
+# After SARAi pauses for a possible barge-in, AEC3 keeps holding down what it hears for up to
+# a few hundred ms (it expects the loudspeaker's echo to ring on): the candidate gets that long
+# before the answer resumes.
+_PAUSED_FADE_MS = 450
+
 
 def _rms(block: np.ndarray) -> float:
     return float(np.sqrt(np.mean(block.astype(np.float64) ** 2))) if len(block) else 0.0
+
+
+class _RoomNoise:
+    """The room's own noise, from recent quiet frames heard while SARAi was silent: what the
+    segmenter hears where the echo gate closes. webrtcvad adapts to what it is given, and
+    after seconds of digital silence it takes the room's plain noise for speech once the
+    gate opens again."""
+
+    def __init__(self, keep: int = 33) -> None:
+        self._frames: deque[np.ndarray] = deque(maxlen=keep)
+        self._levels: deque[float] = deque(maxlen=200)
+        self._floor: float | None = None
+        self._heard = 0
+        self._next = 0
+
+    def hear(self, frame: np.ndarray, level: float) -> None:
+        self._levels.append(level)
+        self._heard += 1
+        if self._floor is None or self._heard % 10 == 0:
+            self._floor = float(np.percentile(self._levels, 20))
+        if level <= 1.5 * self._floor:  # the room alone, nobody talking
+            self._frames.append(frame.copy())
+
+    def fill(self, n: int) -> np.ndarray:
+        if not self._frames:
+            return np.zeros(n, np.int16)
+        self._next = (self._next + 1) % len(self._frames)
+        frame = self._frames[self._next]
+        return frame[:n] if len(frame) >= n else np.resize(frame, n)
 
 
 class FrontEnd:
     """Feed it VAD frames with their capture times (`hear`); it posts to the core."""
 
     def __init__(self, core: ConversationCore, vad: VadSettings, listen: ListenSettings,
-                 echo: EchoGate, speaker: Output | None = None, *,
+                 echo: EchoCanceller, speaker: Output | None = None, *,
                  use_second_opinion: bool = True) -> None:
         self._core = core
         self._listen = listen
@@ -49,7 +91,12 @@ class FrontEnd:
             second_opinion=second_opinion(vad) if use_second_opinion else None)
         self._barge = BargeInDetector(BargeInTiming(
             frame_ms=vad.frame_ms, pause_ms=listen.barge_in_pause_ms,
-            confirm_ms=listen.barge_in_confirm_ms))
+            confirm_ms=listen.barge_in_confirm_ms, paused_fade_ms=_PAUSED_FADE_MS))
+        # A VAD of its own for barge-in, fed the canceller's output as it is: the segmenter's
+        # sees silence wherever the echo gate closed, which upsets its idea of the noise.
+        self._barge_vad = webrtcvad.Vad(vad.aggressiveness)
+        self._heard = deque([0.0], maxlen=max(1, _ECHO_WINDOW_MS // vad.frame_ms))  # levels
+        self._room = _RoomNoise()
         self._barged: int | None = None  # the answer this front end reported talked over
         self._releases = 0  # push-to-talk releases seen
         self._speaking = False
@@ -69,6 +116,9 @@ class FrontEnd:
         if not self._live:
             self._live = True
             self._post(m.MicLive(True))
+        cleaned = self._echo.clean(frame, captured_at)
+        level = _rms(frame)
+        self._heard.append(level)
         view = self._core.view
         if view.mode is ListenMode.MUTED or (view.mode is ListenMode.PUSH and not view.pushing):
             if view.push_releases != self._releases:
@@ -80,13 +130,18 @@ class FrontEnd:
             return
         self._releases = view.push_releases
         busy = self.busy(captured_at)
+        if not busy:
+            self._room.hear(frame, level)
         if busy:
             if not self._listen.barge_in:
                 self._seg.reset()  # half duplex: what is heard while answering is not a turn
                 self._set_speaking(False)
                 return
-            frame = self._without_echo(frame, captured_at)
-        self._watch_barge_in(frame, captured_at, busy)
+            passed = self._passes_gate(cleaned, captured_at)
+            frame = cleaned if passed else self._room.fill(len(cleaned))
+        else:
+            passed = True
+        self._watch_barge_in(cleaned, passed, captured_at, busy)
         for ev in self._seg.push_events(frame, captured_at):
             if ev.kind is SegmentKind.PAUSE and ev.utterance is not None:
                 self._post(m.Paused(ev.utterance))
@@ -123,21 +178,32 @@ class FrontEnd:
             return
         self._post(m.Ended(utt))
 
-    def _without_echo(self, frame: np.ndarray, captured_at: float) -> np.ndarray:
-        """The frame with SARAi's own voice removed; silence where only echo remains.
+    def _passes_gate(self, cleaned: np.ndarray, captured_at: float) -> bool:
+        """Whether the canceller's output may be the user, not what is left of SARAi's voice
+        (where it is not, the segmenter hears the room's noise instead).
 
-        A frame counts as the user only if what is left after removing the echo is both loud
-        enough and a large share of what was heard: the user's voice survives the subtraction
-        whole, while echo leaves a residue well below the frame's level.
+        What the canceller leaves of the user is loud enough and a fair share of what the
+        microphone heard lately; what it leaves of SARAi is a faint residue far below the
+        echo that carried it. A canceller still learning the room leaves much more: until it
+        has settled, the user must be louder and a larger share (the warm-up rule). While the
+        canceller has nothing to cancel with (its reference stalled), nothing heard over
+        SARAi's voice counts.
         """
-        cleaned = self._echo.clean(frame, captured_at)
-        floor = max(self._listen.barge_in_min_rms,
-                    self._listen.barge_in_echo_ratio * _rms(frame))
-        return np.zeros_like(cleaned) if _rms(cleaned) < floor else cleaned
+        if self._echo.blind(captured_at):
+            return False
+        lst = self._listen
+        if self._echo.converging:
+            min_rms, share = lst.barge_in_warmup_min_rms, lst.barge_in_warmup_echo_ratio
+        else:
+            min_rms, share = lst.barge_in_min_rms, lst.barge_in_echo_ratio
+        floor = max(min_rms, share * max(self._heard))
+        return _rms(cleaned) >= floor
 
-    def _watch_barge_in(self, cleaned: np.ndarray, captured_at: float, busy: bool) -> None:
+    def _watch_barge_in(self, cleaned: np.ndarray, loud: bool, captured_at: float,
+                        busy: bool) -> None:
         """Pause the answer as soon as the user seems to talk over it, report it once that is
-        sure, resume it if it was not the user (see daemon.conversation.barge_in)."""
+        sure, resume it if it was not the user (see daemon.conversation.barge_in). `cleaned`:
+        the canceller's output; `loud`: it passed the echo gate."""
         speaker, answering = self.speaker, self._core.view.answering
         if not busy or answering is None or answering == self._barged or speaker is None:
             if self._barge.reset() is BargeAction.RESUME and speaker is not None:
@@ -146,7 +212,8 @@ class FrontEnd:
         n = SAMPLE_RATE * self._seg.frame_ms // 1000
         if len(cleaned) < n:
             return  # a remainder shorter than a frame: nothing to judge
-        voiced = bool(cleaned.any()) and self._seg.is_speech(cleaned[:n])
+        speech = self._barge_vad.is_speech(cleaned[:n].tobytes(), SAMPLE_RATE)
+        voiced = loud and speech
         action = self._barge.feed(voiced, captured_at)
         if action is BargeAction.PAUSE:
             speaker.pause()

@@ -1,10 +1,10 @@
 """Running and watching the voice loop: in memory on a virtual clock, or live.
 
-`VoiceHarness` is the whole conversation — front end, core, runner, speaker — with the sound
-devices replaced by memory: `feed()` plays audio into the "microphone" frame by frame while
-virtual time moves, the speaker plays in the same virtual time, and what it plays can come
-back into the microphone as an echo. Everything runs on the caller's thread, so a run is the
-same every time.
+`VoiceHarness` is the whole conversation — front end, echo canceller, core, runner, speaker —
+with the sound devices replaced by memory: `feed()` plays audio into the "microphone" frame by
+frame while virtual time moves, the speaker plays in the same virtual time, and what it plays
+comes back into the microphone through an echo path (audio.room: nothing, a delay, or a
+simulated room). Everything runs on the caller's thread, so a run is the same every time.
 
 `EventProbe` reads a conversation's events, from either that harness or a live loop; the
 tests and `sarai bench voice` wait for turns and states with it.
@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import queue
 import time
-from collections import deque
 from collections.abc import Callable
 
 import numpy as np
 
-from sarai.audio.echo import EchoGate
+from sarai.audio.echo import EchoCanceller, EchoTiming
 from sarai.audio.pcm import SAMPLE_RATE
+from sarai.audio.room import DelayLine, EchoPath, Headphones
 from sarai.audio.settings import VadSettings
+from sarai.audio.stream_resample import StreamResampler
 from sarai.audio.virtual import MemorySpeaker, VirtualClock
-from sarai.daemon.config import ListenSettings
+from sarai.daemon.config import EchoMode, ListenSettings
 from sarai.daemon.conversation.core import ConversationCore
 from sarai.daemon.conversation.frontend import FrontEnd
 from sarai.daemon.conversation.turn import Assistant
@@ -107,26 +108,37 @@ class EventProbe:
 class VoiceHarness:
     """The voice loop in memory on a virtual clock (see the module comment).
 
-    `echo_gain` and `echo_delay_s`: how loud, and how late, the speaker's sound comes back
-    into the microphone (0: headphones)."""
+    `echo_path`: how the speaker's sound comes back into the microphone (audio.room); by
+    default a plain one, `echo_gain` loud and `echo_delay_s` late (0 gain: headphones).
+    `canceller`: the echo canceller the front end uses (a real one by default).
+    `speaker_rate`, `speaker_latency_s`: the rate the in-memory speaker plays at, and how long
+    after a block is handed over it is heard (the real speaker's buffer is 80 ms)."""
 
     def __init__(self, assistant: Assistant, listen: ListenSettings, vad: VadSettings, *,
                  mode: ListenMode | None = None, echo_gain: float = 0.0,
-                 echo_delay_s: float = 0.05, second_opinion: bool = False) -> None:
+                 echo_delay_s: float = 0.05, second_opinion: bool = False,
+                 echo_path: EchoPath | None = None, canceller: EchoCanceller | None = None,
+                 speaker_rate: int = MemorySpeaker.RATE,
+                 speaker_latency_s: float = 0.02) -> None:
         self.clock = VirtualClock()
         self.probe = EventProbe(advance=self.silence)
         self.core = ConversationCore(assistant, listen, self.probe, clock=self.clock,
                                      inline=True, mode=mode)
-        self.echo = EchoGate()
-        self.speaker = MemorySpeaker(self.clock, on_played=self.echo.played)
+        self.echo = canceller or EchoCanceller(
+            EchoTiming(warmup_s=listen.echo_warmup_s, deaf_s=listen.echo_deaf_s),
+            cancel=listen.echo_cancel in (EchoMode.AUTO, EchoMode.WEBRTC))
+        self.speaker = MemorySpeaker(self.clock, latency_s=speaker_latency_s,
+                                     on_played=self.echo.played, rate=speaker_rate)
         self.front = FrontEnd(self.core, vad, listen, self.echo, self.speaker,
                               use_second_opinion=second_opinion)
         self.core.attach_output(self.speaker)
-        self.echo_gain = echo_gain
+        if echo_path is None:
+            echo_path = DelayLine(echo_gain, echo_delay_s) if echo_gain else Headphones()
+        self.echo_path = echo_path
         self._frame = SAMPLE_RATE * self.front.frame_ms // 1000
-        delay = int(round((echo_delay_s + self.speaker.latency_s) * SAMPLE_RATE))
-        self._air: deque[np.ndarray] = deque([np.zeros(delay, np.float32)])
-        self._air_len = delay
+        # What the speaker plays reaches the room after the device's latency.
+        self._to_16k = StreamResampler(speaker_rate)
+        self._device = DelayLine(1.0, self.speaker.latency_s)
         self.mic: list[np.ndarray] = []  # everything the microphone heard
         self.core.pump()
 
@@ -148,10 +160,10 @@ class VoiceHarness:
             samples = np.concatenate([samples, np.zeros(pad, np.int16)])
         for i in range(0, len(samples), n):
             self.clock.advance(n / SAMPLE_RATE)
-            played = self.speaker.advance(self.clock.now())
-            echo = self._through_the_air(played, n)
-            frame = np.clip(samples[i : i + n].astype(np.float32) + echo, -32768, 32767)
-            frame = frame.astype(np.int16)
+            played = self._to_16k.push(self.speaker.advance(self.clock.now()))
+            echo = self.echo_path.hear(self._device.hear(played, n), n)
+            frame = np.clip(samples[i : i + n].astype(np.float64) + echo, -32768, 32767)
+            frame = np.round(frame).astype(np.int16)
             self.mic.append(frame)
             self.front.hear(frame, self.clock.now())
             self.core.pump()
@@ -160,23 +172,3 @@ class VoiceHarness:
 
     def silence(self, seconds: float) -> None:
         self.feed(np.zeros(int(seconds * SAMPLE_RATE), np.int16))
-
-    def _through_the_air(self, played: np.ndarray, n: int) -> np.ndarray:
-        """The speaker's sound as the microphone hears it: delayed and scaled."""
-        self._air.append(played.astype(np.float32) * self.echo_gain)
-        self._air_len += len(played)
-        out = np.zeros(n, np.float32)
-        if self._air_len < n:
-            return out
-        taken = 0
-        while taken < n:
-            head = self._air[0]
-            take = min(n - taken, len(head))
-            out[taken : taken + take] = head[:take]
-            taken += take
-            if take == len(head):
-                self._air.popleft()
-            else:
-                self._air[0] = head[take:]
-        self._air_len -= n
-        return out

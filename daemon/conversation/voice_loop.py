@@ -12,12 +12,12 @@ import logging
 import threading
 
 from sarai.audio.devices import MicSource, SpeakerSink
-from sarai.audio.echo import EchoGate
 from sarai.audio.errors import AudioError
 from sarai.audio.pcm import timed_frames
 from sarai.audio.settings import AudioSettings
 from sarai.daemon.config import ListenSettings
 from sarai.daemon.conversation.core import ConversationCore, Emit
+from sarai.daemon.conversation.echo_setup import echo_canceller
 from sarai.daemon.conversation.frontend import FrontEnd
 from sarai.daemon.conversation.record import TurnRecord
 from sarai.daemon.conversation.requests import typed
@@ -41,7 +41,9 @@ class VoiceLoop:
         self._own_core = core is None
         self.core = core or ConversationCore(assistant, self._listen, emit, mode=mode,
                                              history_size=history_size, vad=audio.vad)
-        self._echo = EchoGate()
+        # Chosen before any device opens: it may point them at the desktop's echo-cancelled
+        # microphone and its speaker.
+        self._echo = echo_canceller(self._listen, audio)
         self.front = FrontEnd(self.core, audio.vad, self._listen, self._echo)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
