@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from sarai.audio.pcm import read_audio, write_wav
 from conftest import REPO
+from sarai.audio.pcm import read_audio, write_wav
 
 TIMING_KEYS = {"asr", "route", "ttft", "first_audio", "total"}
 

@@ -16,12 +16,10 @@ from pathlib import Path
 import pytest
 
 from sarai.daemon.control.client import ControlClient
-
-from sarai.daemon.control.server import CommandFailed, ControlServer
-
-from sarai.daemon.control.wire import ControlError, DaemonNotRunning, socket_path
-from sarai.daemon.control.protocol import ModeRequest, StatusRequest
 from sarai.daemon.control.hub import EventHub
+from sarai.daemon.control.protocol import ModeRequest, StatusRequest
+from sarai.daemon.control.server import CommandFailed, ControlServer
+from sarai.daemon.control.wire import ControlError, DaemonNotRunning, socket_path
 from sarai.daemon.events import Event, EventKind
 
 MAX_LINE = 4096

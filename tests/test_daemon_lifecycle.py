@@ -53,7 +53,8 @@ def test_sigint_and_quit_stop_the_daemon_too(sarai_env, pulse):
         assert d.call("quit")["stopping"] is True
         assert d.proc.wait(30) == 0
         assert "shutting down (quit requested over the control socket)" in d.log
-        assert re.search(r"^\d{4}-\d\d-\d\d .* INFO sarai\.daemon\.service\.supervisor: ready", d.log, re.M)
+        assert re.search(r"^\d{4}-\d\d-\d\d .* INFO sarai\.daemon\.service\.supervisor: ready",
+                         d.log, re.M)
     finally:
         stop_daemon(d)
     d = start_daemon({**sarai_env, **pulse.env})

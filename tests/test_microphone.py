@@ -12,8 +12,8 @@ import time
 
 import numpy as np
 
-from sarai.audio.pcm import read_audio
 from conftest import REPO
+from sarai.audio.pcm import read_audio
 
 
 def test_run_hears_the_room_and_answers_into_the_speaker(pulse, sarai_env, make_speech, tmp_path):

@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 
-from sarai.audio.pcm import write_wav
 from conftest import REPO
+from sarai.audio.pcm import write_wav
 from sarai.routing.spoken import over_background, speak
 
 
