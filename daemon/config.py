@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sarai.audio.settings import AudioSettings
 from sarai.daemon.desktop.settings import NotifySettings
@@ -77,6 +77,12 @@ class ListenSettings(BaseModel):
     barge_in_warmup_echo_ratio: float = Field(
         0.2, ge=0, le=1, description="the share while the echo canceller is still learning")
     echo_cancel: EchoMode = Field(EchoMode.AUTO, description="who cancels SARAi's own voice")
+
+    @field_validator("echo_cancel", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: object) -> object:
+        """YAML reads a bare `off` as false: that means off here."""
+        return EchoMode.OFF if value is False else value
     echo_warmup_s: float = Field(
         12.0, ge=0, description="SARAi's speech a new echo canceller hears before it is trusted")
     echo_deaf_s: float = Field(

@@ -109,3 +109,15 @@ def test_notify_is_off_by_default_and_hotkey_unset():
     assert not any((cfg.notify.model, cfg.notify.microphone, cfg.notify.errors,
                     cfg.notify.transcripts))
     assert cfg.listen.hotkey is None
+
+
+def test_echo_cancel_off_as_the_readme_writes_it(tmp_path):
+    # YAML reads a bare `off` as false; the setting means the mode, not a boolean.
+    from sarai.daemon.config import EchoMode
+
+    assert load_config(write(tmp_path, "listen:\n  echo_cancel: off\n")).listen.echo_cancel \
+        is EchoMode.OFF
+    assert load_config(write(tmp_path, "listen:\n  echo_cancel: webrtc\n")).listen.echo_cancel \
+        is EchoMode.WEBRTC
+    with pytest.raises(ConfigError, match="listen.echo_cancel"):
+        load_config(write(tmp_path, "listen:\n  echo_cancel: on\n"))

@@ -20,7 +20,7 @@ from conftest import StreamSpy, wait_until
 from sarai.audio.errors import AudioError
 from sarai.audio.pcm import read_audio
 from sarai.daemon.app import Context, build_assistant
-from sarai.daemon.config import load_config
+from sarai.daemon.config import ListenSettings, load_config
 from sarai.daemon.conversation.voice_loop import VoiceLoop
 from sarai.daemon.events import Event, EventKind, ListenMode, State
 from sarai.daemon.paths import Paths
@@ -145,12 +145,14 @@ def test_wake_phrase_is_required_and_stripped(voice, make_speech):
 
 
 def test_barge_in_stops_playback_and_answers_the_new_utterance(voice, make_speech, loopback):
-    h = voice("models:\n  omni_fast:\n    max_tokens: 400\n")
+    h = voice("models:\n  omni_fast:\n    max_tokens: 400\n"
+              "assistant:\n  spoken_max_sentences: 0\n  spoken_max_s: 0\n")
     question = make_speech(["Tell me a very long story about a dragon."])
     interruption = make_speech(["Stop. What is your name?"])
     h.play(question)
     h.wait_state(State.SPEAKING, timeout=90)
-    time.sleep(1.0)
+    # A new echo canceller does not trust what it hears over SARAi for its first seconds.
+    time.sleep(ListenSettings().echo_deaf_s + 1.0)
     h.play(interruption)
     first = h.turn()
     assert first["interrupted"] is True

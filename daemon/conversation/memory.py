@@ -14,15 +14,16 @@ from sarai.models.backend import Message
 # "don't forget that milk" is still a question.
 _FORGET = re.compile(
     r"^\W*(?:(?:please|por favor)\W+)?(?:sarai\W+)?"
-    r"(?:forget (?:that|this|it|everything|all that)|"
+    r"(?:forget (?:about )?(?:that|this|it|everything|all that)|"
     r"olvida(?:lo)?(?: (?:eso|esto|todo))?|olvídalo(?: todo)?)\W*(?:(?:please|por favor)\W*)?$",
     re.IGNORECASE,
 )
 
 
 # Whisper often mishears the short last word of a two-word command ("forget that" →
-# "forget out"), so a short utterance close enough to one of these counts too.
+# "forget out", "forget about"), so a short utterance close enough to one of these counts too.
 _FORGET_PHRASES = ("forget that", "forget it", "forget this", "olvida eso", "olvida esto")
+_CUT_SHORT = "forget about"  # "forget about [it]" with its last word lost
 _POLITE = {"please", "por", "favor", "sarai"}
 
 
@@ -33,6 +34,8 @@ def is_forget_request(text: str) -> bool:
     if not 1 < len(words) <= 3:
         return False
     said = " ".join(words)
+    if said == _CUT_SHORT:
+        return True
     return any(SequenceMatcher(None, said, p).ratio() >= 0.8 for p in _FORGET_PHRASES)
 
 
