@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
+from PIL import Image
 from recordings import PROMPTS
 
 from sarai.audio.speech_corpus import asterisk_texts, word_recall
 from sarai.daemon.cli.bench_voice import read_texts
+from sarai.daemon.cli.plot import COLORS
 
 
 def test_texts_tsv_is_read_and_a_bad_line_is_named(tmp_path):
@@ -38,8 +41,9 @@ def test_bench_voice_reports_recall_and_first_audio_per_language(sarai, tmp_path
         shutil.copy(PROMPTS[lang] / f"{name}.wav", folder / f"{lang}-{name}.wav")
         lines.append(f"{lang}-{name}\t{lang}\t{asterisk_texts(lang)[name]}")
     (folder / "texts.tsv").write_text("\n".join(lines) + "\n")
+    plot = tmp_path / "stages.png"
     r = sarai("bench", "voice", "--json", "--input-dir", str(folder), "--barge-in-trials", "0",
-              "--idle-s", "1", timeout=900)
+              "--idle-s", "1", "--plot", str(plot), timeout=900)
     assert r.code == 0, r.err
     out = json.loads(r.out)
     assert set(out["first_answer_audio_ms"]) == {"p50", "p90"}
@@ -56,3 +60,19 @@ def test_bench_voice_reports_recall_and_first_audio_per_language(sarai, tmp_path
         assert v["heard"] == (heard is not None), (v, turn)
         assert v["first_answer_audio_ms"]["p50"] == heard, (v, turn)
     assert sum(v["heard"] for v in out["languages"].values()) >= 1
+    # The waterfall: one row per turn, each with its speech recognition bar (the legend's
+    # patch of that colour is much lower than a row's bar).
+    img = np.asarray(Image.open(plot).convert("RGB")).astype(int)
+    blue = np.array([int(COLORS["asr"][i:i + 2], 16) for i in (1, 3, 5)])
+    rows = (np.abs(img - blue).max(axis=2) <= 40).sum(axis=1) >= 10
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], rows.astype(int), [0]])))
+    heights = edges[1::2] - edges[::2]
+    assert np.count_nonzero(heights >= 20) == len(out["turns"]) == 2, heights
+
+
+def test_a_plot_that_cannot_be_written_is_refused_before_any_work(sarai, tmp_path):
+    for cmd in (("bench", "voice"), ("history",)):
+        r = sarai(*cmd, "--plot", str(tmp_path / "stages.txt"))
+        assert r.code == 1, (cmd, r.err)
+        assert r.err.strip() == (f"sarai: error: {tmp_path / 'stages.txt'}: a plot is written as"
+                                 " .png, .svg, .pdf (by the file's suffix)"), r.err

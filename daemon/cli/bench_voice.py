@@ -78,6 +78,8 @@ def register(bsub: argparse._SubParsersAction) -> None:
     p.add_argument("--idle-s", type=float, default=10.0, metavar="S",
                    help="seconds of silence over which idle CPU is measured")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--plot", type=Path, metavar="FILE.png",
+                   help="also draw each turn's stages as a waterfall (PNG, SVG or PDF)")
     p.set_defaults(func=_bench)
 
 
@@ -186,6 +188,13 @@ def _baseline(assistant: Assistant, wav: Path, ctx: Context) -> dict | None:
 
 
 def _bench(args: argparse.Namespace, ctx: Context) -> int:
+    if args.plot is not None:
+        from sarai.daemon.cli.plot import output_problem
+
+        problem = output_problem(args.plot)
+        if problem:
+            _say(f"sarai: error: {problem}")
+            return 1
     room = PulseRoom.create()
     room.use_in_this_process()
     try:
@@ -263,6 +272,10 @@ def _run(args: argparse.Namespace, ctx: Context, room: PulseRoom) -> int:
         result["speedup"] = round(result["baseline_first_audio_ms"]["p50"]
                                   / result["first_answer_audio_ms"]["p50"], 2)
     path = save_result(ctx.paths.bench_dir, "voice", result)
+    if args.plot is not None:
+        from sarai.daemon.cli.plot import plot_turns
+
+        _say(f"{plot_turns(turns, args.plot)}: the stages of each turn")
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
     else:

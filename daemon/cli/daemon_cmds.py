@@ -156,8 +156,12 @@ def _history(args: argparse.Namespace, ctx: None) -> int:  # noqa: ARG001
 def _plot_history(args: argparse.Namespace) -> int:
     import sys
 
-    from sarai.daemon.cli.plot import plot_turns, read_turn_log, with_stages
+    from sarai.daemon.cli.plot import output_problem, plot_turns, read_turn_log, with_stages
 
+    problem = output_problem(args.plot)
+    if problem:
+        print(f"sarai: error: {problem}", file=sys.stderr)
+        return 1
     try:
         with client(10) as c:
             turns = c.call("history", limit=max(1, args.n))["turns"]

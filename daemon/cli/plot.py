@@ -10,6 +10,7 @@ top; spans are bars, moments are markers. Used by `sarai history --plot` and
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,21 @@ COLORS = {
 MARKERS = {"end_of_speech": "|", "request": "|", "first_token": "o", "first_audio": "s",
            "first_answer_audio": "D", "done": "X"}
 _BAR_HALF = 0.28
+
+
+_FORMATS = (".png", ".svg", ".pdf")
+
+
+def output_problem(path: Path) -> str | None:
+    """Why a plot could not be written to `path` (checked before any work), or None."""
+    if path.suffix.lower() not in _FORMATS:
+        return f"{path}: a plot is written as {', '.join(_FORMATS)} (by the file's suffix)"
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the folders still missing are made when the plot is saved
+    if path.is_dir() or not os.access(folder, os.W_OK):
+        return f"{path}: cannot write the plot there"
+    return None
 
 
 def with_stages(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
