@@ -72,6 +72,9 @@ def test_typed_turns_during_spoken_ones_keep_each_to_its_own(daemon, pulse, make
             t.join(600)
     assert not failures, failures
     assert len(typed) == 50
+    # The typed turns can all be done while the last spoken answer is still being spoken: a
+    # turn is in the history once it is done.
+    daemon.wait_for(lambda: daemon.call("status")["state"] == "listening", 120, "listening")
     history = daemon.call("history", limit=1000)["turns"]
     spoken = [t for t in history if t["source"] == "voice"]
     # Every spoken question was heard as itself, never as the typed one.
