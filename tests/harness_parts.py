@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +21,10 @@ from sarai.audio.pcm import SAMPLE_RATE, read_audio
 from sarai.audio.settings import TtsSettings
 from sarai.audio.tts import EspeakVoice
 from sarai.daemon.config import load_config
-from sarai.daemon.conversation.harness import VoiceHarness
+from sarai.daemon.conversation.harness import ScriptedModels, VoiceHarness
 from sarai.daemon.conversation.memory import Conversation
 from sarai.daemon.conversation.speech import SpokenLimits
 from sarai.daemon.conversation.turn import Assistant
-from sarai.models.backend import CancelToken, Message
 from sarai.routing.router import Router
 
 _SPEECH: dict[tuple[str, str], np.ndarray] = {}
@@ -71,70 +68,6 @@ class ScriptedTranscriber:
 
     def preload(self) -> None:
         pass
-
-
-@dataclass
-class _Settings:
-    max_tokens: int = 200
-    temperature: float = 0.0
-
-
-@dataclass
-class _Support:
-    kinds: frozenset = frozenset()
-    why_not: str | None = None
-
-
-@dataclass
-class _Resolved:
-    model: str = "scripted"
-
-
-@dataclass
-class ScriptedModels:
-    """Stand-in for the model registry and its backends: every tier answers with
-    `reply(question)`, a few words at a time; `on_chunk` runs as each is sent."""
-
-    reply: Callable[[str], str] = lambda q: f"You said {q}"
-    on_chunk: Callable[[], None] | None = None
-    prompts: list[list[Message]] = field(default_factory=list)
-    name: str = "scripted"
-
-    def is_loaded(self, tier, **kw) -> bool:  # noqa: ARG002
-        return True
-
-    def backend(self, tier, **kw):  # noqa: ARG002
-        return self
-
-    def resolve(self, tier) -> _Resolved:  # noqa: ARG002
-        return _Resolved()
-
-    def settings(self, tier) -> _Settings:  # noqa: ARG002
-        return _Settings()
-
-    def media(self, tier, **kw) -> _Support:  # noqa: ARG002
-        return _Support()
-
-    def warm_up(self, tier, **kw) -> None:  # noqa: ARG002
-        pass
-
-    def starter_notice(self) -> None:
-        return None
-
-    def close(self) -> None:
-        pass
-
-    def stream(self, messages: Sequence[Message], *, max_tokens: int, temperature: float = 0.0,
-               cancel: CancelToken | None = None) -> Iterator[str]:  # noqa: ARG002
-        self.prompts.append(list(messages))
-        if max_tokens <= 1:
-            return  # priming / warm-up: reading the prompt only
-        for word in self.reply(messages[-1].content).split(" "):
-            if cancel is not None and cancel.cancelled:
-                return
-            if self.on_chunk is not None:
-                self.on_chunk()
-            yield word + " "
 
 
 _ROUTER: Router | None = None

@@ -37,8 +37,6 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -58,13 +56,12 @@ from sarai.audio.room import (
 )
 from sarai.daemon.app import Context, asr_model_dirs, voice_bank
 from sarai.daemon.cli.bench_cmd import percentiles, save_result
-from sarai.daemon.conversation.harness import VoiceHarness
+from sarai.daemon.conversation.harness import ScriptedModels, VoiceHarness
 from sarai.daemon.conversation.memory import Conversation
 from sarai.daemon.conversation.requests import typed
 from sarai.daemon.conversation.speech import SpokenLimits
 from sarai.daemon.conversation.turn import Assistant
 from sarai.daemon.events import EventKind
-from sarai.models.backend import CancelToken, Message
 from sarai.routing.router import Router
 
 PROMPTS = {"en": Path("/usr/share/asterisk/sounds/en_US_f_Allison"),
@@ -142,60 +139,13 @@ def _say(msg: str) -> None:
 
 # --- what SARAi says ----------------------------------------------------------------------
 
-@dataclass
-class _Settings:
-    max_tokens: int = 4096
-    temperature: float = 0.0
-
-
-@dataclass
-class _Support:
-    kinds: frozenset = frozenset()
-    why_not: str | None = None
-
-
-@dataclass
-class _Resolved:
-    model: str = "fixed answers"
-
-
-class FixedAnswers:
-    """Every tier answers "answer N" with ANSWERS[N], and anything else with a short
-    acknowledgement, a few words at a time, as a model streams (see the module comment)."""
-
-    def is_loaded(self, tier, **kw) -> bool:  # noqa: ARG002
-        return True
-
-    def backend(self, tier, **kw):  # noqa: ARG002
-        return self
-
-    def resolve(self, tier) -> _Resolved:  # noqa: ARG002
-        return _Resolved()
-
-    def settings(self, tier) -> _Settings:  # noqa: ARG002
-        return _Settings()
-
-    def media(self, tier, **kw) -> _Support:  # noqa: ARG002
-        return _Support()
-
-    def warm_up(self, tier, **kw) -> None:  # noqa: ARG002
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def stream(self, messages: Sequence[Message], *, max_tokens: int, temperature: float = 0.0,
-               cancel: CancelToken | None = None) -> Iterator[str]:  # noqa: ARG002
-        if max_tokens <= 1:
-            return  # reading the prompt only
-        words = messages[-1].content.split()
-        text = (ANSWERS[int(words[1]) % len(ANSWERS)]
-                if len(words) == 2 and words[0] == "answer" and words[1].isdigit()
-                else REPLY_TO_USER)
-        for word in text.split(" "):
-            if cancel is not None and cancel.cancelled:
-                return
-            yield word + " "
+def _fixed_answer(question: str) -> str:
+    """What SARAi answers: ANSWERS[N] to "answer N", a short acknowledgement to anything
+    else (see the module comment)."""
+    words = question.split()
+    if len(words) == 2 and words[0] == "answer" and words[1].isdigit():
+        return ANSWERS[int(words[1]) % len(ANSWERS)]
+    return REPLY_TO_USER
 
 
 def _assistant(ctx: Context) -> Assistant:
@@ -208,7 +158,8 @@ def _assistant(ctx: Context) -> Assistant:
     voices.preload()
     return Assistant(
         system_prompt=cfg.assistant.system_prompt,
-        registry=FixedAnswers(),  # type: ignore[arg-type]
+        registry=ScriptedModels(reply=_fixed_answer, name="fixed answers",  # type: ignore[arg-type]
+                                max_tokens=4096),
         router=Router(cfg.routing, cache_dir=ctx.paths.state_dir / "router"),
         memory=Conversation(cfg.assistant.history_turns, cfg.assistant.history_tokens),
         transcriber=transcriber,

@@ -8,13 +8,18 @@ simulated room). Everything runs on the caller's thread, so a run is the same ev
 
 `EventProbe` reads a conversation's events, from either that harness or a live loop; the
 tests and `sarai bench voice` wait for turns and states with it.
+
+`ScriptedModels` stands in for the model registry where what is measured is not the model
+(`sarai bench room`, the device-free tests): every tier answers with `reply(question)`, a few
+words at a time, as a model streams.
 """
 
 from __future__ import annotations
 
 import queue
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,6 +34,73 @@ from sarai.daemon.conversation.core import ConversationCore
 from sarai.daemon.conversation.frontend import FrontEnd
 from sarai.daemon.conversation.turn import Assistant
 from sarai.daemon.events import Event, EventKind, ListenMode, State
+from sarai.models.backend import CancelToken, Message
+
+
+@dataclass(frozen=True)
+class _Settings:
+    max_tokens: int
+    temperature: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Support:
+    kinds: frozenset = frozenset()
+    why_not: str | None = None
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    model: str
+
+
+@dataclass
+class ScriptedModels:
+    """Stand-in for the model registry and its backends: every tier answers with
+    `reply(question)`, a few words at a time; `on_chunk` runs as each is sent, and every
+    prompt is kept in `prompts`."""
+
+    reply: Callable[[str], str] = lambda q: f"You said {q}"
+    on_chunk: Callable[[], None] | None = None
+    prompts: list[list[Message]] = field(default_factory=list)
+    name: str = "scripted"
+    max_tokens: int = 200
+
+    def is_loaded(self, tier, **kw) -> bool:  # noqa: ARG002
+        return True
+
+    def backend(self, tier, **kw):  # noqa: ARG002
+        return self
+
+    def resolve(self, tier) -> _Resolved:  # noqa: ARG002
+        return _Resolved(self.name)
+
+    def settings(self, tier) -> _Settings:  # noqa: ARG002
+        return _Settings(self.max_tokens)
+
+    def media(self, tier, **kw) -> _Support:  # noqa: ARG002
+        return _Support()
+
+    def warm_up(self, tier, **kw) -> None:  # noqa: ARG002
+        pass
+
+    def starter_notice(self) -> None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+    def stream(self, messages: Sequence[Message], *, max_tokens: int, temperature: float = 0.0,
+               cancel: CancelToken | None = None) -> Iterator[str]:  # noqa: ARG002
+        self.prompts.append(list(messages))
+        if max_tokens <= 1:
+            return  # priming / warm-up: reading the prompt only
+        for word in self.reply(messages[-1].content).split(" "):
+            if cancel is not None and cancel.cancelled:
+                return
+            if self.on_chunk is not None:
+                self.on_chunk()
+            yield word + " "
 
 
 class EventProbe:
