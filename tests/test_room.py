@@ -10,6 +10,7 @@ speech (Asterisk's prompts). The last tests use real PulseAudio devices.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -376,3 +377,22 @@ def test_a_48_khz_stereo_microphone_in_a_room_with_an_echo(models_dir, monkeypat
         loop.stop()
         assistant.registry.close()
         server.close()
+
+
+def test_sarai_bench_room_reports_each_room_in_the_issues_terms(sarai, sarai_env):
+    """The command itself, shortened: one room, a fraction of a minute, one trial a level."""
+    r = sarai("bench", "room", "--room", "office", "--speech-min", "0.3", "--trials", "1",
+              "--json")
+    assert r.code == 0, r.err
+    out = json.loads(r.out)
+    (room,) = out["rooms"]
+    assert {"name", "rt60_s", "speech_min", "self_interruptions_per_min", "false_turns",
+            "barge_in_recall_0db", "barge_in_recall_m10db", "barge_in_stop_ms",
+            "echo_reduction_db"} <= set(room)
+    assert room["name"] == "office" and 0.25 < room["rt60_s"] < 0.4
+    assert room["speech_min"] >= 0.3 and set(room["barge_in_stop_ms"]) == {"p50", "p90"}
+    # Its own voice in the office is never taken for the person, and is well cancelled.
+    assert room["self_interruptions_per_min"] == 0 and room["false_turns"] == 0
+    assert room["echo_reduction_db"] > 25
+    saved = list((Path(sarai_env["XDG_STATE_HOME"]) / "sarai" / "bench").glob("room-*.json"))
+    assert len(saved) == 1 and json.loads(saved[0].read_text()) == out
