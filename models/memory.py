@@ -86,8 +86,13 @@ def release_freed() -> None:
     glibc keeps freed heap pages for reuse; without malloc_trim a model's buffers can stay
     counted in RssAnon long after the model is gone.
     """
-    global _libc
     gc.collect()
+    trim()
+
+
+def trim() -> None:
+    """Return the heap's free pages to the kernel (glibc's malloc_trim); a no-op elsewhere."""
+    global _libc
     try:
         if _libc is None:
             _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

@@ -41,6 +41,7 @@ from sarai.daemon.conversation.stages import Stage, StageClock
 from sarai.daemon.conversation.turn import Assistant
 from sarai.daemon.conversation.wake import match_wake
 from sarai.daemon.events import Event, EventKind, ListenMode, State
+from sarai.models import memory
 from sarai.models.backend import CancelToken
 from sarai.models.errors import ModelError
 from sarai.models.settings import Tier
@@ -596,6 +597,10 @@ class ConversationCore:
         def prime() -> None:
             try:
                 self.assistant.prime(tier, language, after=rec, cancel=token)
+                if not token.cancelled:
+                    # A turn's buffers (audio, Whisper's, the decode's) are free again: hand
+                    # their pages back, or glibc keeps them and the daemon only grows.
+                    memory.trim()
             finally:
                 self.post(m.Primed(turn_id))
 
