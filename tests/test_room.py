@@ -33,6 +33,7 @@ from sarai.audio.room import (
     impulse_responses,
     scaled_to,
 )
+from sarai.daemon.conversation.harness import SpeakerWatch
 from sarai.daemon.conversation.requests import typed
 
 ECHO_DB = -20.0
@@ -41,26 +42,6 @@ STORY = ("Once upon a time a dragon lived in the mountains above a quiet village
          "all the way up to ask it why it never came down. The dragon said it was afraid of "
          "the noise of the market. So the girl taught it to listen to the bells instead, and "
          "from then on it came down every Sunday to hear them ring.")
-
-
-class Watch:
-    """After every frame: did the speaker pause, and was the answer stopped?"""
-
-    def __init__(self, h) -> None:
-        self.h = h
-        self.pauses: list[float] = []
-        self.stops: list[float] = []
-        self._paused = False
-        self._gen = h.speaker.queue.generation
-
-    def __call__(self) -> None:
-        q = self.h.speaker.queue
-        if q.paused and not self._paused:
-            self.pauses.append(self.h.now)
-        self._paused = q.paused
-        if q.generation != self._gen:
-            self._gen = q.generation
-            self.stops.append(self.h.now)
 
 
 def _voice_turns(h) -> set[int]:
@@ -87,7 +68,7 @@ def _harness(tmp: Path, room: str | None, *, rate: int = 22050, **kw):
                      models=ScriptedModels(reply=lambda q: STORY if "story" in q
                                            else "All right."),
                      echo_path=path, speaker_rate=rate, speaker_latency_s=0.08, **kw)
-    return h, Watch(h)
+    return h, SpeakerWatch(h)
 
 
 def _person(name: str, room: str | None, rel_db: float) -> np.ndarray:

@@ -56,7 +56,7 @@ from sarai.audio.room import (
 )
 from sarai.daemon.app import Context, asr_model_dirs, voice_bank
 from sarai.daemon.cli.bench_cmd import percentiles, save_result
-from sarai.daemon.conversation.harness import ScriptedModels, VoiceHarness
+from sarai.daemon.conversation.harness import ScriptedModels, SpeakerWatch, VoiceHarness
 from sarai.daemon.conversation.memory import Conversation
 from sarai.daemon.conversation.requests import typed
 from sarai.daemon.conversation.speech import SpokenLimits
@@ -206,31 +206,11 @@ class _Measured(EchoCanceller):
         return out
 
 
-class _Watch:
-    """Called after every frame: when the speaker paused and when an answer was stopped."""
-
-    def __init__(self, h: VoiceHarness) -> None:
-        self._h = h
-        self._paused = False
-        self._generation = h.speaker.queue.generation
-        self.pauses: list[float] = []
-        self.stops: list[float] = []
-
-    def __call__(self) -> None:
-        q = self._h.speaker.queue
-        if q.paused and not self._paused:
-            self.pauses.append(self._h.now)
-        self._paused = q.paused
-        if q.generation != self._generation:
-            self._generation = q.generation
-            self.stops.append(self._h.now)
-
-
 def _silence(s: float) -> np.ndarray:
     return np.zeros(int(round(s * SAMPLE_RATE)), np.int16)
 
 
-def _settle(h: VoiceHarness, watch: _Watch, idle_s: float, limit_s: float = 120.0) -> None:
+def _settle(h: VoiceHarness, watch: SpeakerWatch, idle_s: float, limit_s: float = 120.0) -> None:
     """Feed silence until every turn is over and the speaker is quiet, then `idle_s` more."""
     waited = 0.0
     while (h.core.busy or h.speaker.playing) and waited < limit_s:
@@ -276,7 +256,7 @@ def _run_room(spec: RoomSpec, ctx: Context, assistant: Assistant, args: argparse
     h = VoiceHarness(assistant, cfg.listen, cfg.audio.vad, echo_path=path,
                      canceller=canceller, speaker_rate=voice.sample_rate,
                      speaker_latency_s=SpeakerSink.LATENCY_S, second_opinion=True)
-    watch = _Watch(h)
+    watch = SpeakerWatch(h)
 
     # 1. SARAi alone.
     h.feed(_silence(1.0), on_frame=watch)

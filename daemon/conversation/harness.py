@@ -244,3 +244,24 @@ class VoiceHarness:
 
     def silence(self, seconds: float) -> None:
         self.feed(np.zeros(int(seconds * SAMPLE_RATE), np.int16))
+
+
+class SpeakerWatch:
+    """Called after every frame of a harness run (`feed(..., on_frame=watch)`): when the
+    speaker paused and when an answer was stopped (its playback generation moved on)."""
+
+    def __init__(self, h: VoiceHarness) -> None:
+        self._h = h
+        self._paused = False
+        self._generation = h.speaker.queue.generation
+        self.pauses: list[float] = []
+        self.stops: list[float] = []
+
+    def __call__(self) -> None:
+        q = self._h.speaker.queue
+        if q.paused and not self._paused:
+            self.pauses.append(self._h.now)
+        self._paused = q.paused
+        if q.generation != self._generation:
+            self._generation = q.generation
+            self.stops.append(self._h.now)
