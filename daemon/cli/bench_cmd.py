@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,18 @@ def save_result(bench_dir: Path, name: str, result: dict[str, Any]) -> Path:
     path = bench_dir / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
     write_private(path, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     return path
+
+
+def report(bench_dir: Path, name: str, result: dict[str, Any], as_json: bool,
+           show: Callable[[dict[str, Any], Path], None]) -> int:
+    """Save `result` (save_result), then print it as one JSON object or as `show` writes it
+    for a person; the command's exit status."""
+    path = save_result(bench_dir, name, result)
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        show(result, path)
+    return 0
 
 
 def percentiles(values: list[float], *qs: int) -> dict[str, float | None]:

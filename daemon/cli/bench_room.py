@@ -33,7 +33,6 @@ tuning set).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import uuid
@@ -55,7 +54,7 @@ from sarai.audio.room import (
     scaled_to,
 )
 from sarai.daemon.app import Context, asr_model_dirs, voice_bank
-from sarai.daemon.cli.bench_cmd import percentiles, save_result
+from sarai.daemon.cli.bench_cmd import percentiles, report
 from sarai.daemon.conversation.harness import ScriptedModels, SpeakerWatch, VoiceHarness
 from sarai.daemon.conversation.memory import Conversation
 from sarai.daemon.conversation.requests import typed
@@ -391,12 +390,7 @@ def _bench(args: argparse.Namespace, ctx: Context) -> int:
         "seconds": round(time.perf_counter() - t0, 1),
         "run": uuid.uuid4().hex[:8],
     }
-    path = save_result(ctx.paths.bench_dir, "room", result)
-    if args.json:
-        print(json.dumps(result, ensure_ascii=False))
-    else:
-        _print(result, path)
-    return 0
+    return report(ctx.paths.bench_dir, "room", result, args.json, _print)
 
 
 def _print(r: dict, path: Path) -> None:

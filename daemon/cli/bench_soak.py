@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sarai.daemon.cli.bench_cmd import percentiles, save_result
+from sarai.daemon.cli.bench_cmd import percentiles, report
 
 QUESTIONS = (  # (language, espeak voice, text)
     ("en", "en-us", "Hello, how are you today?"),
@@ -173,12 +173,7 @@ def _bench(args: argparse.Namespace, ctx) -> int:
             result = _run(args, Path(tmp), room)
     finally:
         room.close()
-    path = save_result(ctx.paths.bench_dir, "soak", result)
-    if args.json:
-        print(json.dumps(result, ensure_ascii=False))
-    else:
-        _print(result, path)
-    return 0
+    return report(ctx.paths.bench_dir, "soak", result, args.json, _print)
 
 
 def _run(args: argparse.Namespace, home: Path, room) -> dict[str, Any]:

@@ -29,7 +29,6 @@ spontaneous meeting speech (`chan3`, one recording: its cuts are counted, not pe
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import re
 import sys
@@ -46,7 +45,7 @@ from sarai.audio.smart_turn import SmartTurn
 from sarai.audio.speech_corpus import Recording
 from sarai.audio.vad import SegmentKind, UtteranceSegmenter
 from sarai.daemon.app import Context, end_of_turn_model
-from sarai.daemon.cli.bench_cmd import percentiles, save_result
+from sarai.daemon.cli.bench_cmd import percentiles, report
 from sarai.daemon.config import Config
 from sarai.daemon.conversation.endpoint import looks_complete
 
@@ -406,12 +405,7 @@ def _bench(args: argparse.Namespace, ctx: Context) -> int:
         "pauses": [asdict(e) | {"silence_ms": None if e.silence_ms == float("inf")
                                 else e.silence_ms} for e in all_pauses],
     }
-    path = save_result(ctx.paths.bench_dir, "turn", result)
-    if args.json:
-        print(json.dumps(result, ensure_ascii=False))
-    else:
-        _print(result, path)
-    return 0
+    return report(ctx.paths.bench_dir, "turn", result, args.json, _print)
 
 
 def _print(r: dict, path) -> None:

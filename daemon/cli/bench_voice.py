@@ -12,7 +12,6 @@ voiced frame of the interruption to when the speaker went silent.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from sarai.audio.pulse import PulseRoom
 from sarai.audio.speech_corpus import word_recall
 from sarai.audio.vad import split_utterances
 from sarai.daemon.app import Context, build_assistant
-from sarai.daemon.cli.bench_cmd import percentiles, save_result
+from sarai.daemon.cli.bench_cmd import percentiles, report
 from sarai.daemon.conversation.harness import EventProbe
 from sarai.daemon.conversation.turn import Assistant, ms_since
 from sarai.daemon.conversation.voice_loop import VoiceLoop
@@ -271,16 +270,12 @@ def _run(args: argparse.Namespace, ctx: Context, room: PulseRoom) -> int:
     if result["first_answer_audio_ms"]["p50"] and result["baseline_first_audio_ms"]["p50"]:
         result["speedup"] = round(result["baseline_first_audio_ms"]["p50"]
                                   / result["first_answer_audio_ms"]["p50"], 2)
-    path = save_result(ctx.paths.bench_dir, "voice", result)
-    if args.plot is not None:
+    status = report(ctx.paths.bench_dir, "voice", result, args.json, _print)
+    if args.plot is not None:  # after the figures are saved: a plot that fails loses nothing
         from sarai.daemon.cli.plot import plot_turns
 
         _say(f"{plot_turns(turns, args.plot)}: the stages of each turn")
-    if args.json:
-        print(json.dumps(result, ensure_ascii=False))
-    else:
-        _print(result, path)
-    return 0
+    return status
 
 
 def _score(turn: dict, said: Said | None) -> None:
