@@ -145,16 +145,29 @@ def find(wanted: str | int | None, kind: Kind, devices: list[Device] | None = No
     """What to open for the configured `wanted` (None: the system default).
 
     Names are matched as the sound server's device name, then its description (any case),
-    then PortAudio's name, then as a part of exactly one description or name. UnknownDevice
+    then PortAudio's name, then as a part of exactly one description or name. A number is
+    PortAudio's index unless only a name contains it. UnknownDevice
     (an AudioError) lists what exists when nothing, or more than one device, matches.
     """
     if wanted is None or isinstance(wanted, int):
         return Target(wanted)
     text = wanted.strip()
-    if text.isdigit():
-        return Target(int(text))
     devices = list_devices() if devices is None else devices
     mine = [d for d in devices if d.kind == kind]
+    if text.isdigit():
+        # A number is PortAudio's index, unless no device has that index and a name does
+        # contain it ("USB Audio 7400").
+        index = int(text)
+        if any(d.index == index for d in mine):
+            return Target(index)
+        try:
+            return _by_name(text, kind, devices, mine)
+        except UnknownDevice:
+            return Target(index)
+    return _by_name(text, kind, devices, mine)
+
+
+def _by_name(text: str, kind: Kind, devices: list[Device], mine: list[Device]) -> Target:
     low = text.lower()
 
     def target(d: Device) -> Target:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from sarai.audio.device_names import UnknownDevice, find, list_devices
+from sarai.audio.device_names import Device, Target, UnknownDevice, find, list_devices
 from sarai.audio.pcm import read_audio
 
 pytestmark = pytest.mark.audio_devices
@@ -58,6 +58,14 @@ def test_the_sound_servers_devices_are_listed_and_matched(headset, pulse):
     assert find(f"{name}.monitor", "input", devices).pulse == f"{name}.monitor"
     assert find(None, "output", devices).device is None and find(3, "input", devices).device == 3
     assert find("pulse", "output", devices) == find("PULSE", "output", devices)
+
+
+def test_a_number_is_an_index_unless_only_a_name_contains_it():
+    devices = [Device("output", "usb_7400", "USB Headset 7400", "pulse"),
+               Device("output", "pulse", "pulse (ALSA)", "portaudio", index=7)]
+    assert find("7400", "output", devices) == Target("pulse", "usb_7400")
+    assert find("7", "output", devices) == Target(7)
+    assert find("12", "output", devices) == Target(12)  # PortAudio says what is wrong
 
 
 def test_an_unknown_or_ambiguous_name_lists_what_exists(headset, pulse):
