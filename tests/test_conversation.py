@@ -9,10 +9,15 @@ that too, twenty times in a row.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 from harness_parts import ScriptedModels, make_harness, silence, spoken
+from recordings import PROMPTS
 
+from sarai.audio.pcm import read_audio
+from sarai.audio.speech_corpus import asterisk_texts
 from sarai.daemon.conversation.requests import MediaRef, RequestError, typed
 from sarai.daemon.events import ListenMode
 
@@ -101,11 +106,28 @@ def own_echo_is_not_the_user(tmp):
             "heard_s": round(sum(len(b) for _, b in h.speaker.heard) / 16000)}
 
 
+def recorded_question_in_a_silent_room(tmp):  # noqa: ARG001
+    """A recorded question (a person's voice, with the line's faint noise between the words)
+    right after the microphone opens, in a digitally silent room (a null sink), then a long
+    answer: what the segmenter hears under the answer is the room, never the quiet moments of
+    the question replayed."""
+    h = make_harness(tmp, models=ScriptedModels(reply=lambda q: STORY))
+    question = read_audio(PROMPTS["en"] / "conf-usermenu.wav").samples  # 14 s
+    h.core.assistant.transcriber.learn(question, asterisk_texts("en")["conf-usermenu"])
+    h.feed(np.concatenate([silence(0.3), question]))
+    h.feed(silence(30.0))
+    h.probe.turn(30)
+    h.probe.no_turn(3.0)
+    return {"turns": [(t["transcript"], t["outcome"]) for t in h.probe.turns()],
+            "heard_s": round(sum(len(b) for _, b in h.speaker.heard) / 16000)}
+
+
 SCENARIOS = {
     "speculation": speculation_dropped_when_the_user_goes_on,
     "held": lambda tmp: held_audio_released_at_the_end(tmp, "What is your name?"),
     "barge_in": barge_in_pause_resume_interrupt,
     "echo": own_echo_is_not_the_user,
+    "silent_room": recorded_question_in_a_silent_room,
 }
 
 
@@ -150,6 +172,16 @@ def test_its_own_echo_is_not_taken_for_the_user(tmp_path):
     # Not even paused for a moment: its own voice never looked like the user talking over it.
     assert s["paused_frames"] == 0
     assert s["heard_s"] >= 8  # the whole answer was heard
+
+
+def test_the_quiet_moments_of_a_question_are_not_replayed_under_the_answer(tmp_path, caplog):
+    caplog.set_level(logging.INFO, "sarai.daemon.conversation.frontend")
+    s = recorded_question_in_a_silent_room(tmp_path)
+    assert s["turns"] == [(asterisk_texts("en")["conf-usermenu"], "done")]
+    assert s["heard_s"] >= 8
+    # Under the answer the segmenter heard the silent room: no speech at all, not even
+    # stretches it then set aside as heard during the answer.
+    assert "heard during the answer" not in caplog.text
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))

@@ -476,6 +476,9 @@ class ConversationCore:
         needs_wake = (self._view.mode is ListenMode.WAKE
                       and self.clock.now() > self._follow_up_until)
         turn = self._new_turn(req, zero=utt.speech_end_at, needs_wake=needs_wake)
+        log.debug("turn %d: %.1f s of sound (speech from %.1f s to %.1f s of the stream)%s",
+                  turn.id, utt.duration_s, utt.start_s, utt.end_s,
+                  ", at a pause" if speculative else "")
         if speculative:
             turn.held = HeldSink()  # its answer is held until the pause proves the end
             self._advance(turn, TurnPhase.SPECULATING)

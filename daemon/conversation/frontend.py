@@ -48,10 +48,10 @@ def _rms(block: np.ndarray) -> float:
 
 
 class _RoomNoise:
-    """The room's own noise, from recent quiet frames heard while SARAi was silent: what the
-    segmenter hears where the echo gate closes. webrtcvad adapts to what it is given, and
-    after seconds of digital silence it takes the room's plain noise for speech once the
-    gate opens again."""
+    """The room's own noise, from recent quiet frames heard while SARAi and the user were both
+    silent: what the segmenter hears where the echo gate closes. webrtcvad adapts to what it
+    is given, and after seconds of digital silence it takes the room's plain noise for speech
+    once the gate opens again."""
 
     def __init__(self, keep: int = 33) -> None:
         self._frames: deque[np.ndarray] = deque(maxlen=keep)
@@ -130,7 +130,9 @@ class FrontEnd:
             return
         self._releases = view.push_releases
         busy = self.busy(captured_at)
-        if not busy:
+        if not busy and self._seg.state is VadState.SILENCE:
+            # Only between turns: quiet moments inside speech are the speaker's, and replayed
+            # under an answer they sound like speech again.
             self._room.hear(frame, level)
         if busy:
             if not self._listen.barge_in:
