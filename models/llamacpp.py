@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from sarai.models.backend import CancelToken, Message, StreamingBackend
 from sarai.models.chat_template import ChatTemplate, chat_handler, template_for
@@ -77,6 +80,16 @@ def open_llama(
     return llm, template
 
 
+def _log_prompt_read(name: str, held: np.ndarray, prompt: np.ndarray, started: float) -> None:
+    """How much of a prompt llama.cpp had to read, and how much its KV cache already held."""
+    n = min(len(held), len(prompt))
+    differ = np.flatnonzero(held[:n] != prompt[:n])
+    kept = int(differ[0]) if len(differ) else n
+    log.debug("%s: first token after %.0f ms; %d tokens in context, %d read now, %d were held "
+              "from the last prompt", name, (time.perf_counter() - started) * 1000,
+              len(prompt), len(prompt) - kept, kept)
+
+
 class LlamaCppBackend(StreamingBackend):
     """A GGUF model loaded with llama-cpp-python; streams chat completions."""
 
@@ -111,7 +124,10 @@ class LlamaCppBackend(StreamingBackend):
     ) -> Iterator[str]:
         if self._llm is None:
             raise ModelError(f"{self.name} is closed")
-        chunks = self._llm.create_chat_completion(
+        llm = self._llm
+        held = llm._input_ids[: llm.n_tokens].copy() if log.isEnabledFor(logging.DEBUG) else None
+        started = time.perf_counter()
+        chunks = llm.create_chat_completion(
             messages=[m.as_dict() for m in messages],
             max_tokens=max_tokens,
             temperature=temperature,
@@ -119,6 +135,9 @@ class LlamaCppBackend(StreamingBackend):
         )
         try:
             for chunk in chunks:
+                if held is not None:
+                    _log_prompt_read(self.name, held, llm._input_ids[: llm.n_tokens], started)
+                    held = None
                 yield chunk["choices"][0]["delta"].get("content") or ""
         finally:
             chunks.close()  # stops llama.cpp's decode loop

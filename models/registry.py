@@ -403,6 +403,18 @@ class ModelRegistry:
             return False
         return self.residency.state(key) is ResidentState.RESIDENT
 
+    def held(self, tier: Tier) -> bool:
+        """The tier's model is resident, pinned (by its policy or the user) and in this
+        process: using it keeps nothing in RAM that would otherwise have gone."""
+        try:
+            key = self.key(tier)
+            in_process = self.resolve(tier).backend.in_process
+        except ModelError:
+            return False
+        info = self.residency.info(key)
+        return (in_process and info is not None and info.pinned
+                and info.state is ResidentState.RESIDENT)
+
     def preload_pinned(self) -> None:
         """Load every tier whose residency is `pinned`, so the first turn does not wait."""
         for tier in Tier:

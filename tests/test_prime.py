@@ -4,6 +4,9 @@ current turn is remembered. Real llama.cpp inference on the starter model."""
 
 from __future__ import annotations
 
+import logging
+import re
+
 import pytest
 
 from conftest import StreamSpy
@@ -61,3 +64,52 @@ def test_a_new_turn_stops_priming_between_messages(assistant, monkeypatch):
     monkeypatch.setattr(assistant.registry, "backend", spy.backend)
     assistant.prime(Tier.OMNI_FAST, "en", cancel=cancel)
     assert len(spy.calls) == 1
+
+
+def test_after_a_turn_the_pinned_model_is_primed_too_but_not_one_its_timeout_unloads(
+        assistant, monkeypatch):
+    """The router picks a tier per turn: after a quality turn the always-resident fast model
+    reads the exchange as well, so a quick follow-up it answers does not wait for it. After a
+    fast turn the quality model (unloaded when idle) is left alone."""
+    assistant.registry.backend(Tier.OMNI_QUALITY)  # resident now, on its idle timeout
+    assert assistant.registry.held(Tier.OMNI_FAST)
+    assert not assistant.registry.held(Tier.OMNI_QUALITY)
+    primed: list[Tier] = []
+    real = assistant.prime
+    monkeypatch.setattr(assistant, "prime", lambda tier, *a, **kw: (primed.append(tier),
+                                                                     real(tier, *a, **kw)))
+    rec = TurnRecord(transcript="Why is the sky blue?", reply="Because of scattering.",
+                     tier=Tier.OMNI_QUALITY.value, language="en")
+    assistant.prime_after(Tier.OMNI_QUALITY, "en", after=rec, cancel=CancelToken())
+    assert primed == [Tier.OMNI_QUALITY, Tier.OMNI_FAST]
+    primed.clear()
+    assistant.prime_after(Tier.OMNI_FAST, "en", after=rec, cancel=CancelToken())
+    assert primed == [Tier.OMNI_FAST]
+    cancel = CancelToken()
+    cancel.cancel()
+    primed.clear()
+    assistant.prime_after(Tier.OMNI_QUALITY, "en", after=rec, cancel=cancel)
+    assert primed == []
+
+
+def _read_now(caplog) -> list[int]:
+    """From the llama.cpp backend's debug line: tokens each prompt had to read."""
+    return [int(m) for m in re.findall(r"(\d+) read now", caplog.text)]
+
+
+def test_the_primed_fast_model_reads_only_the_new_question(assistant, caplog):
+    """Real llama.cpp: primed after the quality tier's turn, the fast model reads nothing of
+    that exchange again when it answers the follow-up, only the new question."""
+    assistant.registry.backend(Tier.OMNI_QUALITY)
+    for q in ("What is your name?", "Where do you live?"):
+        assistant.text_turn(q, None)
+    rec = TurnRecord(transcript="Why is the sky blue? Tell me about the light of the sun.",
+                     reply="Sunlight is scattered by the air, and blue light the most.",
+                     tier=Tier.OMNI_QUALITY.value, language="en")
+    assistant.prime_after(Tier.OMNI_QUALITY, "en", after=rec, cancel=CancelToken())
+    assistant.remember(rec)
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, "sarai.models.llamacpp")
+    follow_up = assistant.text_turn("And the sea?", None)
+    assert follow_up.tier == Tier.OMNI_FAST.value
+    assert len(_read_now(caplog)) == 1 and _read_now(caplog)[0] < 20, caplog.text

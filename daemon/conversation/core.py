@@ -591,15 +591,16 @@ class ConversationCore:
     # --- priming and warming ----------------------------------------------------------
 
     def _prime(self, turn_id: int, tier: Tier, rec: TurnRecord) -> None:
-        """Read the conversation as it will be into the answering model while the answer is
-        heard, so a quick follow-up does not wait for it. Any new turn cancels it."""
+        """Read the conversation as it will be into the models while the answer is heard, so a
+        quick follow-up does not wait for it (see Assistant.prime_after). Any new turn cancels
+        it."""
         self._cancel_priming()
         token = self._prime_cancel = CancelToken()
         language = rec.language
 
         def prime() -> None:
             try:
-                self.assistant.prime(tier, language, after=rec, cancel=token)
+                self.assistant.prime_after(tier, language, after=rec, cancel=token)
                 if not token.cancelled:
                     # A turn's buffers (audio, Whisper's, the decode's) are free again: hand
                     # their pages back, or glibc keeps them and the daemon only grows.

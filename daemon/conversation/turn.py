@@ -121,6 +121,21 @@ class Assistant:
         except ModelError as exc:
             log.debug("priming %s failed: %s", tier, exc)
 
+    def prime_after(self, answered: Tier, language: str | None, *, after: TurnRecord,
+                    cancel: CancelToken) -> None:
+        """`prime` the tier that answered, then the router's other choice for a turn (fast or
+        quality) if its model stays resident anyway (pinned): the router picks one per turn,
+        and a model that has not read the last exchanges reads them all before its first
+        token. A model that its idle timeout unloads is left alone: priming would keep it
+        resident."""
+        prefs = self.router.settings.tiers
+        others = [t for t in dict.fromkeys((prefs.fast, prefs.quality))
+                  if t is not answered and self.registry.held(t)]
+        for tier in (answered, *others):
+            if cancel.cancelled:
+                return
+            self.prime(tier, language, after=after, cancel=cancel)
+
     def remember(self, rec: TurnRecord) -> None:
         """Keep a finished turn in the conversation memory."""
         if rec.reply and rec.tier:
