@@ -403,17 +403,17 @@ class ModelRegistry:
             return False
         return self.residency.state(key) is ResidentState.RESIDENT
 
-    def held(self, tier: Tier) -> bool:
-        """The tier's model is resident, pinned (by its policy or the user) and in this
-        process: using it keeps nothing in RAM that would otherwise have gone."""
+    @contextlib.contextmanager
+    def borrow(self, tier: Tier) -> Iterator[ChatBackend | None]:
+        """The tier's model if it is resident (else None), for background work that must
+        neither load it nor keep it resident (see ResidencyManager.borrow)."""
         try:
             key = self.key(tier)
-            in_process = self.resolve(tier).backend.in_process
         except ModelError:
-            return False
-        info = self.residency.info(key)
-        return (in_process and info is not None and info.pinned
-                and info.state is ResidentState.RESIDENT)
+            yield None
+            return
+        with self.residency.borrow(key) as backend:
+            yield backend
 
     def preload_pinned(self) -> None:
         """Load every tier whose residency is `pinned`, so the first turn does not wait."""

@@ -366,6 +366,25 @@ class ResidencyManager:
         finally:
             self.release(key)
 
+    @contextlib.contextmanager
+    def borrow(self, key: str) -> Iterator[Any | None]:
+        """The object for `key` if it is resident (else None; nothing is loaded), kept from
+        being unloaded during the block without counting as a use: its idle time runs on, so
+        background work on it (priming) never keeps an idle model resident."""
+        with self._cond:
+            e = self._entries.get(key)
+            if e is None or e.state is not ResidentState.RESIDENT:
+                e = None
+            else:
+                e.users += 1
+        try:
+            yield None if e is None else e.obj
+        finally:
+            if e is not None:
+                with self._cond:
+                    e.users -= 1
+                    self._cond.notify_all()  # the idle timer may be due already
+
     # --- residents that other parts load (ASR, TTS) --------------------------------------
 
     @contextlib.contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -131,10 +132,19 @@ class StreamSpy:
     def __init__(self, registry, on_call=None) -> None:
         self.calls: list[tuple[list, int]] = []
         self._backend = registry.backend
+        self._borrow = registry.borrow
         self._on_call = on_call
 
     def backend(self, tier, **kw):
-        real = self._backend(tier, **kw)
+        return self._recorded(self._backend(tier, **kw))
+
+    @contextlib.contextmanager
+    def borrow(self, tier):
+        """Patch `registry.borrow` with this for what priming sends."""
+        with self._borrow(tier) as real:
+            yield None if real is None else self._recorded(real)
+
+    def _recorded(self, real):
         spy = self
 
         class Recorded:

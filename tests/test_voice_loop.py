@@ -277,6 +277,7 @@ def test_next_prompt_is_read_while_the_answer_is_spoken(voice, make_speech, monk
     finished_then: list[int] = []  # turns finished when each prompt was sent
     spy = StreamSpy(registry, on_call=lambda: finished_then.append(loop.turns))
     monkeypatch.setattr(registry, "backend", spy.backend)
+    monkeypatch.setattr(registry, "borrow", spy.borrow)
 
     def primed() -> list[tuple[int, bool]]:  # (turns finished, reply in the prompt)
         return [(done, any(role == "assistant" for role, _ in messages))

@@ -16,6 +16,7 @@ words at a time, as a model streams.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -69,8 +70,9 @@ class ScriptedModels:
     def is_loaded(self, tier, **kw) -> bool:  # noqa: ARG002
         return True
 
-    def held(self, tier) -> bool:  # noqa: ARG002
-        return False  # one model stands in for every tier: priming it once is enough
+    @contextlib.contextmanager
+    def borrow(self, tier) -> Iterator[ScriptedModels]:  # noqa: ARG002
+        yield self
 
     def backend(self, tier, **kw):  # noqa: ARG002
         return self

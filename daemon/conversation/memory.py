@@ -56,7 +56,8 @@ class Exchange:
 
 
 class Conversation:
-    """Recent exchanges, oldest dropped first once `max_turns` or `max_tokens` is exceeded.
+    """Recent exchanges: once `max_turns` or `max_tokens` is exceeded, the oldest go until
+    half of each is left (the newest exchange always stays).
 
     Safe to use from several threads (the turn runner reads it, the control socket may
     clear it)."""
@@ -76,10 +77,16 @@ class Conversation:
         with self._lock:
             self._items.append(Exchange(Message("user", user), Message("assistant", text),
                                         interrupted))
-            while len(self._items) > self._max_turns or (
-                len(self._items) > 1 and sum(e.tokens for e in self._items) > self._max_tokens
-            ):
-                self._items.popleft()
+            if self._over(self._max_turns, self._max_tokens):
+                # Down to half the limits at once: every drop changes the start of the next
+                # prompt, which the models then read again from the system prompt on (after
+                # every turn, were one exchange dropped at a time).
+                while self._over(max(1, self._max_turns // 2), self._max_tokens // 2):
+                    self._items.popleft()
+
+    def _over(self, turns: int, tokens: int) -> bool:
+        n = len(self._items)
+        return n > turns or (n > 1 and sum(e.tokens for e in self._items) > tokens)
 
     @property
     def tokens(self) -> int:

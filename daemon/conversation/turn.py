@@ -103,35 +103,33 @@ class Assistant:
         otherwise be read again at the start of the next reply. It is read one message at a
         time, so `cancel` (a new turn) stops it within one message.
         """
-        if not self.registry.is_loaded(tier):
-            return
         history = None if after is None else self.memory.messages_after(
             after.transcript, after.reply, interrupted=after.interrupted)
         messages = self._messages("", language or self.language, history)
-        backend = self.registry.backend(tier)
         # Prefixes ending after each remembered reply, then the whole prompt: each step only
         # reads what the model's prompt cache does not hold yet.
         steps = [messages[: i + 1] for i in range(2, len(messages) - 1, 2)] + [messages]
-        try:
-            for step in steps:
-                if cancel is not None and cancel.cancelled:
-                    return
-                for _ in backend.stream(step, max_tokens=1, temperature=0.0, cancel=cancel):
-                    pass
-        except ModelError as exc:
-            log.debug("priming %s failed: %s", tier, exc)
+        # Borrowed, not used: priming neither loads the model nor restarts its idle timer.
+        with self.registry.borrow(tier) as backend:
+            if backend is None:
+                return
+            try:
+                for step in steps:
+                    if cancel is not None and cancel.cancelled:
+                        return
+                    for _ in backend.stream(step, max_tokens=1, temperature=0.0,
+                                            cancel=cancel):
+                        pass
+            except ModelError as exc:
+                log.debug("priming %s failed: %s", tier, exc)
 
     def prime_after(self, answered: Tier, language: str | None, *, after: TurnRecord,
                     cancel: CancelToken) -> None:
         """`prime` the tier that answered, then the router's other choice for a turn (fast or
-        quality) if its model stays resident anyway (pinned): the router picks one per turn,
-        and a model that has not read the last exchanges reads them all before its first
-        token. A model that its idle timeout unloads is left alone: priming would keep it
-        resident."""
+        quality) if it is resident: the router picks one per turn, and a model that has not
+        read the last exchanges reads them all before its first token."""
         prefs = self.router.settings.tiers
-        others = [t for t in dict.fromkeys((prefs.fast, prefs.quality))
-                  if t is not answered and self.registry.held(t)]
-        for tier in (answered, *others):
+        for tier in dict.fromkeys((answered, prefs.fast, prefs.quality)):
             if cancel.cancelled:
                 return
             self.prime(tier, language, after=after, cancel=cancel)
