@@ -9,7 +9,9 @@ among `auto_languages` (English when it has at least `english_min_share` of the 
 among them), and decode that encoding in that language; when that guess is English although
 the English model was unsure, the other language is decoded too and the more probable
 transcript wins (a short Spanish turn often sounds English to the language guess). So an
-English turn costs what it did, and a Spanish one pays for a multilingual decode on top.
+English turn costs what it did, and a Spanish one pays for a multilingual decode on top —
+except after a turn heard in another language: then the language guess goes first, and a turn
+it hears in that language skips the English model (see `_auto_once`).
 
 Other languages are decoded with a wider beam (`beam_size_other`) and without the English
 prompt, which the multilingual model otherwise follows into English spellings.
@@ -60,6 +62,7 @@ class Transcriber:
         self._models: dict[str, object] = {}
         self._lock = threading.Lock()
         self._plan = WindowPlan(min_window_s=settings.min_window_s)
+        self._last_language: str | None = None  # of the last turn heard (auto)
 
     def model_name_for(self, language: str | None) -> str:
         lang = language or self._s.language
@@ -133,9 +136,31 @@ class Transcriber:
     # --- choosing the language ------------------------------------------------------
 
     def _auto(self, audio: np.ndarray, window: float | None) -> Transcript:
+        tr = self._auto_once(audio, window)
+        if tr.text.strip():
+            self._last_language = tr.language
+        return tr
+
+    def _auto_once(self, audio: np.ndarray, window: float | None) -> Transcript:
         s = self._s
         duration = len(audio) / SAMPLE_RATE
         looped_english = False
+        guess: tuple[object, dict[str, float]] | None = None  # the multilingual encoding
+        if window is not None and self._last_language not in (None, "en"):
+            # The last turn was not English: this one most likely is not either, so the
+            # language guess goes first, and a turn it hears in that language is decoded
+            # without the English model's try. (It leans English: a turn it does not hear as
+            # English is hardly ever English.) Heard as English, the turn goes on as any.
+            model = self._model(s.model_multilingual)
+            encoded = encode_window(model, audio, window)
+            shares = language_shares(model, encoded, s.auto_languages)
+            guess = (encoded, shares)
+            lang, share = self._pick(shares)
+            if lang != "en":
+                r = decode_window(model, encoded, duration, lang, language_probability=share,
+                                  **self._decoding(lang))
+                if not r.degenerate:
+                    return Transcript(r.text, lang, share, s.model_multilingual)
         if "en" in s.auto_languages:
             if window is None:
                 tr, avg = self._full_window_scored(s.model_en, audio, "en")
@@ -158,8 +183,11 @@ class Transcriber:
         model = self._model(name)
         if window is None:
             return self._full_window_auto(name, audio)
-        encoded = encode_window(model, audio, window)
-        shares = language_shares(model, encoded, s.auto_languages)
+        if guess is None:
+            encoded = encode_window(model, audio, window)
+            shares = language_shares(model, encoded, s.auto_languages)
+        else:
+            encoded, shares = guess
         lang, share = self._pick(shares)
         if looped_english and lang == "en":
             self._looped(audio)  # English after all: the English model's full window

@@ -92,3 +92,27 @@ def test_a_loop_on_the_english_model_is_not_taken_for_english(shipped, recording
     tr = shipped.transcribe(read_audio(PROMPTS["es"] / "confbridge-mute-extended.wav").samples)
     assert tr.language == "es" and tr.model == "whisper-base", tr
     assert "modo mudo" in tr.text.lower() and "participantes" in tr.text.lower(), tr.text
+
+
+def test_after_a_spanish_turn_the_next_one_skips_the_english_model(models_dir, recordings,  # noqa: ARG001
+                                                                   caplog):
+    """The language guess goes first after a turn in another language: a Spanish turn that
+    follows a Spanish one is not tried on the English model; an English one still gets it."""
+    dirs = {n: starter.CATALOGUE[n].path(models_dir) for n in ("whisper-tiny-en", "whisper-base")}
+    t = Transcriber(load_config(None).audio.asr, dirs)
+    tried_english = "asking the multilingual model which language this is"
+    caplog.set_level("DEBUG", "sarai.audio.asr")
+    heard = []
+    for lang, name in (("es", "conf-getpin"), ("es", "vm-passchanged"), ("es", "conf-locked"),
+                       ("en", "conf-locked"), ("es", "vm-mismatch")):
+        caplog.clear()
+        tr = t.transcribe(read_audio(PROMPTS[lang] / f"{name}.wav").samples)
+        h, n = word_recall(asterisk_texts(lang)[name], tr.text, lang)
+        heard.append((tr.language, tr.model, tried_english in caplog.text, h / n >= 0.5))
+    assert heard == [
+        ("es", "whisper-base", True, True),  # the first turn: English model first, as always
+        ("es", "whisper-base", False, True),
+        ("es", "whisper-base", False, True),
+        ("en", "whisper-tiny-en", False, True),  # heard as English: the English model decodes
+        ("es", "whisper-base", True, True),  # after English, English first again
+    ], heard
