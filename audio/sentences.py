@@ -13,6 +13,11 @@ _CLAUSE = re.compile(r"([,;:])\s+")
 _MAX_CLAUSE_CHARS = 90
 # The very first clause is spoken as soon as it is complete, so the first audio comes early.
 _FIRST_CLAUSE_CHARS = 12
+# A run-on reply with no punctuation at all is cut between words: the voice's memory grows
+# with the longest text it is given at once (onnxruntime keeps the largest buffers it ever
+# needed: ~80 MB more for 120 characters, ~500 MB for 360).
+_MAX_PIECE_CHARS = 120
+_SPACE = re.compile(r"\s+")
 
 
 class SentenceSplitter:
@@ -31,6 +36,8 @@ class SentenceSplitter:
                 limit = _MAX_CLAUSE_CHARS if self._emitted else _FIRST_CLAUSE_CHARS
                 m = next((c for c in _CLAUSE.finditer(self._buf) if c.end() > limit), None)
                 if m is None:
+                    m = _cut(self._buf)
+                if m is None:
                     break
             piece, self._buf = self._buf[: m.end()].strip(), self._buf[m.end() :]
             if _speakable(piece):
@@ -39,8 +46,20 @@ class SentenceSplitter:
         return out
 
     def flush(self) -> list[str]:
+        out = []
+        while (m := _cut(self._buf)) is not None:
+            piece, self._buf = self._buf[: m.end()].strip(), self._buf[m.end() :]
+            out.append(piece)
         piece, self._buf = self._buf.strip(), ""
-        return [piece] if _speakable(piece) else []
+        return [p for p in [*out, piece] if _speakable(p)]
+
+
+def _cut(text: str) -> re.Match[str] | None:
+    """Where a piece too long to speak at once ends: the last space before the limit."""
+    if len(text) <= _MAX_PIECE_CHARS:
+        return None
+    return next(reversed(list(_SPACE.finditer(text, 1, _MAX_PIECE_CHARS))), None) \
+        or _SPACE.search(text, _MAX_PIECE_CHARS)
 
 
 def _speakable(text: str) -> bool:

@@ -35,3 +35,15 @@ def test_first_clause_is_spoken_early_later_ones_wait_for_the_sentence():
     assert sp.feed("Well, that is a lovely question, and") == ["Well, that is a lovely question,"]
     assert sp.feed(" I think, honestly, it depends") == []
     assert sp.flush() == ["and I think, honestly, it depends"]
+
+
+def test_a_run_on_reply_without_punctuation_is_cut_between_words():
+    """A small model can ramble for hundreds of characters without a comma; spoken at once,
+    the voice would need (and keep) hundreds of MB for it."""
+    run_on = " ".join(["de la mesa y la casa en el campo"] * 20)
+    streamed = list(sentences(run_on[i:i + 7] for i in range(0, len(run_on), 7)))
+    assert all(len(p) <= 120 for p in streamed) and len(streamed) == 6
+    assert " ".join(streamed) == run_on  # every word, in order, none cut in two
+    whole = list(sentences(["Hola. ", run_on, " Adiós."]))
+    assert whole[0] == "Hola." and whole[-1].endswith("Adiós.")
+    assert all(len(p) <= 120 for p in whole)
