@@ -58,8 +58,8 @@ def _cut(text: str) -> re.Match[str] | None:
     """Where a piece too long to speak at once ends: the last space before the limit."""
     if len(text) <= _MAX_PIECE_CHARS:
         return None
-    return next(reversed(list(_SPACE.finditer(text, 1, _MAX_PIECE_CHARS))), None) \
-        or _SPACE.search(text, _MAX_PIECE_CHARS)
+    spaces = list(_SPACE.finditer(text, 1, _MAX_PIECE_CHARS))
+    return spaces[-1] if spaces else _SPACE.search(text, _MAX_PIECE_CHARS)
 
 
 def _speakable(text: str) -> bool:
