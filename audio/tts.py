@@ -9,7 +9,7 @@ import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import soundfile as sf
@@ -34,6 +34,29 @@ def _pause(rate: int, ms: int) -> np.ndarray:
     return np.zeros(rate * ms // 1000, dtype=np.int16)
 
 
+class _ShrinkingSession:
+    """Piper's onnxruntime session, run so that its memory arena gives back what a run grew.
+
+    onnxruntime's CPU arena keeps the largest buffers any run needed: one long sentence would
+    otherwise stay in RAM for the life of the daemon (a 360-character sentence kept ~300 MB).
+    Shrinking at the end of each run frees the chunks the run added; measured here it costs no
+    synthesis time, while disabling the arena altogether made Piper 20-35 % slower.
+    """
+
+    def __init__(self, session: Any) -> None:
+        import onnxruntime as ort
+
+        self._session = session
+        self._options = ort.RunOptions()
+        self._options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+
+    def run(self, output_names: Any, feed: Any, run_options: Any = None) -> Any:
+        return self._session.run(output_names, feed, run_options or self._options)
+
+    def __getattr__(self, name: str) -> Any:  # inputs, outputs, providers: the session's own
+        return getattr(self._session, name)
+
+
 class Speaker:
     """A loaded Piper voice that turns text into int16 audio at `sample_rate`."""
 
@@ -50,6 +73,7 @@ class Speaker:
             self._voice = PiperVoice.load(str(voice_path), config_path=str(config))
         except Exception as exc:  # onnxruntime raises its own hierarchy
             raise AudioError(f"cannot load voice {voice_path.name}: {exc}") from exc
+        self._voice.session = _ShrinkingSession(self._voice.session)
         self._syn = SynthesisConfig(length_scale=settings.length_scale)
         self._lock = threading.Lock()
         self.name = voice_path.stem

@@ -64,3 +64,19 @@ def test_piper_round_trip_through_whisper(speaker, transcriber):
 def test_missing_voice_is_a_clear_error(tmp_path):
     with pytest.raises(AudioError, match="voice model not found"):
         Speaker(TtsSettings(), tmp_path / "nope.onnx")
+
+
+def test_a_long_sentence_leaves_no_memory_behind(speaker):
+    """onnxruntime's arena would keep the buffers of the longest sentence ever spoken (~300 MB
+    for this one); the voice runs with arena shrinkage, so they go back after the sentence."""
+    from sarai.models import memory
+
+    speaker.synthesize("A short warm-up sentence.")
+    memory.trim()
+    before = memory.sample().anon_mb
+    words = "and then we walked along the river and looked at the boats and the people "
+    audio = speaker.synthesize((words * 6)[:400])
+    assert len(audio) / speaker.sample_rate > 15  # it really spoke all of it
+    memory.trim()
+    kept = memory.sample().anon_mb - before
+    assert kept < 60, f"synthesis kept {kept:.0f} MB"
