@@ -11,6 +11,7 @@ from sarai.audio.errors import AudioError
 from sarai.audio.smart_turn import SmartTurn
 from sarai.audio.tts import VoiceBank
 from sarai.daemon.config import Config
+from sarai.daemon.conversation.language import BOTH, TextLanguage
 from sarai.daemon.conversation.memory import Conversation
 from sarai.daemon.conversation.speech import SpokenLimits
 from sarai.daemon.conversation.turn import Assistant
@@ -98,6 +99,8 @@ def build_assistant(ctx: Context, *, hear: bool, speak: bool) -> Assistant:
         filler=cfg.assistant.filler,
         spoken=SpokenLimits(cfg.assistant.spoken_max_sentences, cfg.assistant.spoken_max_s),
         end_of_turn=end_of_turn,
+        # With `auto`, a typed turn's own words say which language it is answered in.
+        text_language=TextLanguage(BOTH) if language == "auto" else None,
     )
 
 

@@ -61,8 +61,17 @@ def test_ask_json_with_spoken_output(sarai, tmp_path):
     assert r.code == 0, r.err
     (rec,) = records(r.out)
     assert rec["source"] == "text" and rec["tier"] == "omni_fast" and rec["reply"]
+    assert rec["language"] == "en"
     assert "first_audio" in rec["timings"]
     assert read_audio(out).duration_s > 0.3
+
+
+def test_a_typed_spanish_question_is_answered_in_spanish(sarai, tmp_path):
+    """Without --language, the words of a typed turn say its language (and so its voice)."""
+    r = sarai("ask", "--no-speak", "--json", "¿Me cuentas un chiste corto, por favor?")
+    assert r.code == 0, r.err
+    (rec,) = records(r.out)
+    assert rec["language"] == "es" and rec["reply"]
 
 
 @pytest.mark.parametrize(("make", "message"), [

@@ -21,6 +21,7 @@ from sarai.audio.sentences import SentenceSplitter
 from sarai.audio.smart_turn import SmartTurn
 from sarai.audio.tts import VoiceBank
 from sarai.audio.vad import Utterance
+from sarai.daemon.conversation.language import TextLanguage
 from sarai.daemon.conversation.memory import Conversation, is_forget_request
 from sarai.daemon.conversation.record import TurnRecord
 from sarai.daemon.conversation.speech import SpeechWorker, SpokenLimits
@@ -65,6 +66,7 @@ class Assistant:
         filler: dict[str, str] | None = None,
         spoken: SpokenLimits | None = None,
         end_of_turn: SmartTurn | None = None,
+        text_language: TextLanguage | None = None,
     ) -> None:
         self._system = system_prompt
         self.memory = memory
@@ -76,13 +78,17 @@ class Assistant:
         self._filler = filler or {}
         self._spoken = spoken or SpokenLimits()
         self.end_of_turn = end_of_turn  # hears whether a pause is the end of the turn
+        self.text_language = text_language  # reads which language a typed turn is in
 
     def forget(self) -> None:
         self.memory.clear()
 
     def warm_up(self) -> None:
         """Run the system prompt through every loaded tier once, so the first real turn finds
-        it in the model's prompt cache and only the new words need evaluating."""
+        it in the model's prompt cache and only the new words need evaluating; load what
+        tells a typed turn's language."""
+        if self.text_language is not None:
+            self.text_language.preload()
         warm = [Message("system", self._system), Message("user", "Hello")]
         for tier in Tier:
             if self.registry.is_loaded(tier):
@@ -183,6 +189,8 @@ class Assistant:
             marks.point(Stage.REQUEST, marks.zero)
         shown = text or " ".join(f"{a.kind} from {a.source.name}" for a in media[:1])
         audio_s = sum(a.seconds or 0.0 for a in media) or None
+        if language is None and text and self.text_language is not None:
+            language = self.text_language.guess(text)
         rec = TurnRecord(transcript=shown, source="text" if not media else "media",
                          language=language or self.language, audio_s=audio_s)
         signals = TurnSignals(shown, audio_s=audio_s,
