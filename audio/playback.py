@@ -251,6 +251,12 @@ class HeldSink:
             sink = self._sink
         sink.play(samples, sample_rate, on_heard)
 
+    @property
+    def waiting(self) -> int:
+        """How many pieces of audio are held back."""
+        with self._lock:
+            return len(self._held)
+
     def finish(self) -> None:
         with self._lock:
             self._finished = True

@@ -273,6 +273,9 @@ class ConversationCore:
             # The speculative start was right: its held audio plays now.
             self._advance(turn, TurnPhase.ANSWERING)
             if turn.held is not None:
+                log.debug("turn %d: the end, %.0f ms after the last word; %d pieces of its"
+                          " answer ready", turn.id, 1000 * (self.clock.now() - turn.marks.zero),
+                          turn.held.waiting)
                 turn.held.release()
             if turn.written is not None:
                 self._on_written(turn)

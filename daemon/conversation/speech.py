@@ -42,17 +42,32 @@ class SpeechWorker:
         self.limited = False  # the rest of the reply was not spoken (too long to listen to)
         self.filler_said = False
         self.error: Exception | None = None
+        self._said = 0  # answer pieces handed over so far
+        self._first_done = threading.Event()  # the first answer piece is on the sink (or gone)
         self._thread = threading.Thread(target=self._run, name="tts", daemon=True)
         self._thread.start()
 
     def say(self, sentence: str, *, filler: bool = False) -> None:
         self.filler_said = self.filler_said or filler
+        if not filler:
+            self._said += 1
         self._queue.put((sentence, filler))
+
+    def wait_first_piece(self, timeout: float = 10.0) -> None:
+        """Block until the answer's first piece has been synthesised and queued (or dropped).
+
+        The model that writes the reply waits here after its first piece: on a small machine
+        the two fight for the same cores, and the synthesis of the first piece, which nothing
+        can be heard before, took three to four times longer while the model went on.
+        """
+        if self._said:
+            self._first_done.wait(timeout)
 
     def finish(self) -> None:
         """Wait until every sentence said so far has been synthesised and queued."""
         self._queue.put(None)
         self._thread.join()
+        self._first_done.set()
 
     def _within_limits(self) -> bool:
         lim = self._limits
@@ -62,26 +77,38 @@ class SpeechWorker:
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
             sentence, filler = item
-            if self.error is not None or self._cancel.cancelled:
-                continue
-            if not filler and not self._within_limits():
-                self.limited = True
-                continue
             try:
-                audio = self._voice.synthesize(sentence)
-            except Exception as exc:  # keep generating text even if speech fails
-                log.error("speech synthesis failed: %s", exc)
-                self.error = exc
-                continue
-            # A barge-in during synthesis has advanced the speaker's generation: the sink
-            # drops this audio itself, so nothing of a cancelled answer is heard.
-            if not len(audio) or self._cancel.cancelled:
-                continue
-            self._sink.play(audio, self._voice.sample_rate, self._heard(filler))
-            if not filler:
-                self._sentences += 1
-                self._seconds += len(audio) / self._voice.sample_rate
-                self.spoken.append(sentence)
+                self._speak(sentence, filler)
+            finally:
+                if not filler:
+                    self._first_done.set()
+
+    def _speak(self, sentence: str, filler: bool) -> None:
+        if self.error is not None or self._cancel.cancelled:
+            return
+        if not filler and not self._within_limits():
+            self.limited = True
+            return
+        began = self._marks.now()
+        try:
+            audio = self._voice.synthesize(sentence)
+        except Exception as exc:  # keep generating text even if speech fails
+            log.error("speech synthesis failed: %s", exc)
+            self.error = exc
+            return
+        # A barge-in during synthesis has advanced the speaker's generation: the sink
+        # drops this audio itself, so nothing of a cancelled answer is heard.
+        if not len(audio) or self._cancel.cancelled:
+            return
+        done = self._marks.now()
+        log.debug("%s of %d characters synthesised %.0f ms after the turn's start, in %.0f ms",
+                  "filler" if filler else f"piece {self._sentences + 1}", len(sentence),
+                  1000 * (done - self._marks.zero), 1000 * (done - began))
+        self._sink.play(audio, self._voice.sample_rate, self._heard(filler))
+        if not filler:
+            self._sentences += 1
+            self._seconds += len(audio) / self._voice.sample_rate
+            self.spoken.append(sentence)
 
     def _heard(self, filler: bool):
         marks = self._marks

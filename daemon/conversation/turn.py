@@ -334,6 +334,7 @@ class Assistant:
         ts = self.registry.settings(tier)
         if media:
             messages = self._with_media(tier, text, media, messages, rec)
+        first_said = bool(reply)
         for chunk in backend.stream(
             messages, max_tokens=ts.max_tokens, temperature=ts.temperature, cancel=cancel
         ):
@@ -341,7 +342,11 @@ class Assistant:
                 marks.point(Stage.FIRST_TOKEN)
             reply.append(chunk)
             if speech is not None:
-                for sentence in splitter.feed(chunk):
+                pieces = splitter.feed(chunk)
+                for sentence in pieces:
                     speech.say(sentence)
+                if pieces and not first_said:
+                    first_said = True
+                    speech.wait_first_piece()  # nothing is heard before it: it goes first
             if cancel.cancelled:
                 break
