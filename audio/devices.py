@@ -72,6 +72,7 @@ class SpeakerSink:
         self.queue = PlaybackQueue(self.RATE)
         self._last_out = 0.0  # when the device was last handed sound (perf_counter)
         self.device_time = False  # the host API reports DAC times
+        self.underflows = 0  # blocks the device played before the callback had filled them
         self._stream = None
         self._open()
 
@@ -167,6 +168,8 @@ class SpeakerSink:
         return now + self._latency
 
     def _callback(self, outdata, frames, time_info, status) -> None:  # noqa: ARG002
+        if status.output_underflow:
+            self.underflows += 1
         if not self.queue.playing and self._last_out < time.perf_counter() - self.ECHO_TAIL_S:
             outdata.fill(0)  # idle: the cheapest path, it runs fifty times a second
             return

@@ -11,11 +11,12 @@ _END = re.compile(r"([.!?…]+[\"')\]]*)\s+|\n+")
 # Very long clauses are cut at a comma/semicolon so the first audio is not held back.
 _CLAUSE = re.compile(r"([,;:])\s+")
 _MAX_CLAUSE_CHARS = 90
-# The very first clause is spoken as soon as it is complete, so the first audio comes early.
-_FIRST_CLAUSE_CHARS = 12
-# A run-on reply with no punctuation at all is cut between words: the voice's memory grows
-# with the longest text it is given at once (onnxruntime keeps the largest buffers it ever
-# needed: ~80 MB more for 120 characters, ~500 MB for 360).
+# The very first clause is spoken as soon as it is complete, so the first audio comes early:
+# "I'm sorry," is a piece of its own (4 tokens to write and ~70 ms to say on a 2-core machine,
+# not 9 tokens and ~140 ms for "I'm sorry, but as an AI,"); "Well," alone is too short.
+_FIRST_CLAUSE_CHARS = 8
+# A run-on reply with no punctuation at all is cut between words: the voice's time and memory
+# for a piece grow with its length (~80 MB more for 120 characters, ~500 MB for 360).
 _MAX_PIECE_CHARS = 120
 _SPACE = re.compile(r"\s+")
 

@@ -37,9 +37,16 @@ def test_first_clause_is_spoken_early_later_ones_wait_for_the_sentence():
     assert sp.flush() == ["and I think, honestly, it depends"]
 
 
+def test_a_short_first_clause_is_a_piece_of_its_own():
+    sp = SentenceSplitter()
+    assert sp.feed("I'm sorry, but as an AI, I") == ["I'm sorry,"]
+    assert sp.feed(" cannot. It") == ["but as an AI, I cannot."]
+    assert SentenceSplitter().feed("Well, that") == []  # one short word waits for more
+
+
 def test_a_run_on_reply_without_punctuation_is_cut_between_words():
     """A small model can ramble for hundreds of characters without a comma; spoken at once,
-    the voice would need (and keep) hundreds of MB for it."""
+    the voice would need hundreds of MB for it, and its first sound would wait for all of it."""
     run_on = " ".join(["de la mesa y la casa en el campo"] * 20)
     streamed = list(sentences(run_on[i:i + 7] for i in range(0, len(run_on), 7)))
     assert all(len(p) <= 120 for p in streamed) and len(streamed) == 6

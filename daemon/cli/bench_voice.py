@@ -244,6 +244,8 @@ def _run(args: argparse.Namespace, ctx: Context, room: PulseRoom) -> int:
                 listener.settle()
             barge_ms = _barge_in_trials(args.barge_in_trials, listener, room, barge)
         finally:
+            speaker = listener.loop.speaker
+            underflows = speaker.underflows if speaker is not None else None
             listener.loop.stop()
         _say("Sequential baseline on the same recordings…")
         for turn, wav in zip(turns, wavs, strict=True):
@@ -262,6 +264,8 @@ def _run(args: argparse.Namespace, ctx: Context, room: PulseRoom) -> int:
         "speedup": None,
         "barge_in_stop_ms": percentiles(barge_ms, 50, 90),
         "idle_cpu_percent": idle,
+        # Gaps in SARAi's voice: blocks the speaker played before they were ready.
+        "speaker_underflows": underflows,
         "heard": f"{len(faa)}/{len(turns)}",
         "languages": _per_language(turns),
         "cpu_count": psutil.cpu_count(),
@@ -353,6 +357,7 @@ def _print(r: dict, path: Path) -> None:
     print(f"barge-in stop:                {fmt(r['barge_in_stop_ms'])}  (goal ≤ 200 ms)")
     print(f"idle CPU while listening:     {r['idle_cpu_percent']} % of one core  (goal ≤ 2 %)")
     print(f"turns heard:                  {r['heard']}")
+    print(f"speaker underflows:           {r['speaker_underflows']}  (gaps in SARAi's voice)")
     for lang, v in r["languages"].items():
         recall = "" if v["word_recall"] is None else f", word recall {v['word_recall']:.2f}"
         right = "" if v["language_right"] is None else \

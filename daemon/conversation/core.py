@@ -403,7 +403,8 @@ class ConversationCore:
             turn.heard_complete = True
         else:
             turn.heard_complete = msg.probability >= self._listen.turn_model_threshold
-            log.debug("turn %d: end-of-turn model %.2f", turn.id, msg.probability)
+            log.debug("turn %d: end-of-turn model %.2f, %.0f ms after the last word", turn.id,
+                      msg.probability, 1000 * (self.clock.now() - turn.marks.zero))
         self._verdict(turn)
 
     @staticmethod

@@ -180,7 +180,7 @@ class VoiceLoop:
 
     def _run(self) -> None:
         silent_reads = 0
-        overflows = 0
+        overflows = underflows = 0
         while not self._stop.is_set():
             mic = self._mic
             if mic is None or (silent_reads > 10 and not mic.alive):
@@ -198,6 +198,11 @@ class VoiceLoop:
                 log.warning("the microphone delivered faster than it was read: %d blocks lost",
                             mic.overflows - overflows)
                 overflows = mic.overflows
+            speaker = self.speaker
+            if speaker is not None and speaker.underflows != underflows:
+                log.warning("the speaker ran dry %d times: SARAi's voice had gaps (a busy CPU?)",
+                            speaker.underflows - underflows)
+                underflows = speaker.underflows
             for frame, at in timed_frames(block, captured_at, self.front.frame_ms):
                 self.front.hear(frame, at)
             # Small blocks while the user talks (the pause that starts the answer is heard
