@@ -292,21 +292,3 @@ def test_next_prompt_is_read_while_the_answer_is_spoken(voice, make_speech, monk
     count = len(primed())
     h.no_turn(2)
     assert len(primed()) == count  # and not read a second time after it
-
-
-def test_the_microphone_wakes_every_frame_while_the_user_talks(voice, make_speech):
-    """Idle, the microphone hands over 90 ms at a time (few wakeups); once speech starts it
-    hands over one VAD frame at a time, so the pause that starts the answer is heard sooner."""
-    h = voice()
-    assert wait_until(lambda: h.loop._mic is not None and h.loop._mic.block_ms == 90)
-    wav = make_speech(["Tell me something nice about the weather today, please."])
-    play = h.pulse.play(wav)
-    while_hearing = []
-    while play.poll() is None:
-        mic = h.loop._mic
-        if h.loop.state is State.HEARING and mic is not None:
-            while_hearing.append(mic.block_ms)
-        time.sleep(0.02)
-    assert while_hearing and while_hearing.count(30) >= 0.9 * len(while_hearing), while_hearing
-    h.turn()
-    assert wait_until(lambda: h.loop._mic.block_ms == 90, timeout=30)

@@ -111,11 +111,6 @@ class FrontEnd:
         A speculative start is not busy: the user may well go on talking."""
         return self._core.view.answering is not None or self._echo.active(at)
 
-    @property
-    def in_speech(self) -> bool:
-        """The user is talking, or pausing inside a turn that has not ended yet."""
-        return self._seg.state is VadState.SPEECH
-
     def hear(self, frame: np.ndarray, captured_at: float) -> None:
         """One VAD frame of microphone audio, whose last sample was captured at `captured_at`."""
         if not self._live:

@@ -205,8 +205,7 @@ class VoiceLoop:
                 underflows = speaker.underflows
             for frame, at in timed_frames(block, captured_at, self.front.frame_ms):
                 self.front.hear(frame, at)
-            # Small blocks while the user talks (the pause that starts the answer is heard
-            # sooner) and while an answer plays (barge-in must be quick); large ones while
-            # only listening to a quiet room (fewer wakeups).
-            small = self.front.busy() or self.front.in_speech
-            mic.set_block_ms(self.front.frame_ms if small else self._audio.mic_block_ms)
+            # Small blocks while an answer plays (barge-in must be quick), large ones while
+            # only listening (fewer wakeups).
+            mic.set_block_ms(self.front.frame_ms if self.front.busy()
+                             else self._audio.mic_block_ms)
