@@ -115,6 +115,25 @@ def _slope_per_100(values: list[float]) -> float | None:
     return round(float(np.polyfit(xs, ys, 1)[0]) * 100, 2)
 
 
+def _same_models_slope(samples: list[dict]) -> dict[str, Any]:
+    from collections import Counter
+
+    import numpy as np
+
+    after = [(i, s) for i, s in enumerate(samples) if i >= len(samples) // 5 and s.get("models")]
+    if not after:
+        return {}
+    common, _ = Counter(tuple(s["models"]) for _, s in after).most_common(1)[0]
+    same = [(i, s["rss_anon_mb"]) for i, s in after if tuple(s["models"]) == common]
+    slope = None
+    if len(same) >= 5:
+        xs, ys = np.array([i for i, _ in same], float), np.array([v for _, v in same], float)
+        slope = round(float(np.polyfit(xs, ys, 1)[0]) * 100, 2)
+    return {"resident_models": [s.get("models") for s in samples],
+            "same_models": {"models": list(common), "samples": len(same),
+                            "rss_anon_slope_mb_per_100_turns": slope}}
+
+
 class _Daemon:
     """`sarai run` of the bench's own, on the room's devices, with a private runtime dir."""
 
@@ -203,11 +222,30 @@ def _run(args: argparse.Namespace, home: Path, room) -> dict[str, Any]:
 
         typist = threading.Thread(target=type_questions, daemon=True)
         typist.start()
+        def sample() -> None:
+            """Memory, files and threads once the last turn is over (a turn in progress holds
+            buffers it gives back), with the tier models resident at that moment."""
+            figures = _proc_figures(pid)
+            try:
+                ps = d.call("models", timeout=10, action="ps")
+                figures["models"] = sorted(m["tier"] for m in ps["models"] if m["resident"])
+            except Exception:  # noqa: BLE001 - a figure missing is not a failed soak
+                figures["models"] = None
+            samples.append(figures)
+            if len(samples) % 10 == 0:
+                _say(f"  {len(samples)}/{args.turns} spoken turns, RssAnon "
+                     f"{figures['rss_anon_mb']} MB, {figures['threads']} threads")
+
         for n in range(args.turns):
             if d.proc.poll() is not None:
                 crashes += 1
                 break
             d.wait_state("listening", 120)
+            if n:
+                try:
+                    sample()
+                except OSError:  # it is gone: counted as a crash at the top of the loop
+                    continue
             time.sleep(0.6)  # the last answer's echo dies away
             if n % BARGE_EVERY == BARGE_EVERY - 1:
                 room.play(story).wait(60)
@@ -220,14 +258,9 @@ def _run(args: argparse.Namespace, home: Path, room) -> dict[str, Any]:
                 lang, text, wav = wavs[n % len(wavs)]
                 room.play(wav).wait(60)
                 asked.append((text, lang))
-            try:
-                samples.append(_proc_figures(pid))
-            except OSError:  # it is gone: counted as a crash at the top of the loop
-                continue
-            if n % 10 == 9:
-                _say(f"  {n + 1}/{args.turns} spoken turns, RssAnon "
-                     f"{samples[-1]['rss_anon_mb']} MB, {samples[-1]['threads']} threads")
         d.wait_state("listening", 300)
+        if d.proc.poll() is None:
+            sample()
         stop_typing.set()
         typist.join(600)
         time.sleep(2)
@@ -273,6 +306,9 @@ def _summarise(asked, history, typed, typed_failed, samples, crashes) -> dict[st
         "rss_mb": [s["rss_mb"] for s in samples],
         "rss_anon_mb": [s["rss_anon_mb"] for s in samples],
         "rss_anon_slope_mb_per_100_turns": _slope_per_100([s["rss_anon_mb"] for s in samples]),
+        # Models load and unload (an idle timeout, the RAM budget): the same slope over only
+        # the samples taken with the set of tier models most often resident after warm-up.
+        **_same_models_slope(samples),
         "fds": [s["fds"] for s in samples],
         "threads": [s["threads"] for s in samples],
         "first_answer_audio_ms": percentiles(faa, 50, 90),
@@ -291,6 +327,11 @@ def _print(r: dict[str, Any], path: Path) -> None:
           f"   cross-talk: {r['cross_talk']}   (goal 0 / 0 / 0); misheard: {r['misheard']}")
     print(f"RssAnon slope:   {r['rss_anon_slope_mb_per_100_turns']} MB per 100 turns after "
           "warm-up (goal ≤ 5)")
+    same = r.get("same_models")
+    if same:
+        print(f"  with the same models resident ({', '.join(same['models'])}; "
+              f"{same['samples']} samples): {same['rss_anon_slope_mb_per_100_turns']} MB "
+              "per 100 turns")
     print(f"RSS MB:          {span(r['rss_mb'])}")
     print(f"open files:      {span(r['fds'])}")
     print(f"threads:         {span(r['threads'])}")
