@@ -38,7 +38,7 @@ class _ShrinkingSession:
     """Piper's onnxruntime session, run so that its memory arena gives back what a run grew.
 
     onnxruntime's CPU arena keeps the largest buffers any run needed: one long sentence would
-    otherwise stay in RAM for the life of the daemon (a 360-character sentence kept ~300 MB).
+    otherwise stay in RAM for the life of the daemon (a 400-character sentence kept ~350 MB).
     Shrinking at the end of each run frees the chunks the run added; measured here it costs no
     synthesis time, while disabling the arena altogether made Piper 20-35 % slower.
     """

@@ -2,8 +2,8 @@
 
 A spoken turn's language comes from Whisper. A typed one has only its words: py3langid (a
 naive Bayes model over byte n-grams, bundled with the package, ~0.1 ms a sentence) decides
-between the languages SARAi speaks out of the box. A single word, or words that read alike in both
-("no", "vale"), are not decided: the turn then takes the configured language.
+between the languages SARAi speaks out of the box. A single word, or words that read alike in
+both ("no", "vale"), are not decided: the turn then takes the configured language.
 """
 
 from __future__ import annotations
