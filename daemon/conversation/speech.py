@@ -42,32 +42,17 @@ class SpeechWorker:
         self.limited = False  # the rest of the reply was not spoken (too long to listen to)
         self.filler_said = False
         self.error: Exception | None = None
-        self._said = 0  # answer pieces handed over so far
-        self._first_done = threading.Event()  # the first answer piece is on the sink (or gone)
         self._thread = threading.Thread(target=self._run, name="tts", daemon=True)
         self._thread.start()
 
     def say(self, sentence: str, *, filler: bool = False) -> None:
         self.filler_said = self.filler_said or filler
-        if not filler:
-            self._said += 1
         self._queue.put((sentence, filler))
-
-    def wait_first_piece(self, timeout: float = 10.0) -> None:
-        """Block until the answer's first piece has been synthesised and queued (or dropped).
-
-        The model that writes the reply waits here after its first piece: on a small machine
-        the two fight for the same cores, and the synthesis of the first piece, which nothing
-        can be heard before, took three to four times longer while the model went on.
-        """
-        if self._said:
-            self._first_done.wait(timeout)
 
     def finish(self) -> None:
         """Wait until every sentence said so far has been synthesised and queued."""
         self._queue.put(None)
         self._thread.join()
-        self._first_done.set()
 
     def _within_limits(self) -> bool:
         lim = self._limits
@@ -77,11 +62,7 @@ class SpeechWorker:
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
             sentence, filler = item
-            try:
-                self._speak(sentence, filler)
-            finally:
-                if not filler:
-                    self._first_done.set()
+            self._speak(sentence, filler)
 
     def _speak(self, sentence: str, filler: bool) -> None:
         if self.error is not None or self._cancel.cancelled:

@@ -334,7 +334,6 @@ class Assistant:
         ts = self.registry.settings(tier)
         if media:
             messages = self._with_media(tier, text, media, messages, rec)
-        first_said = bool(reply)
         for chunk in backend.stream(
             messages, max_tokens=ts.max_tokens, temperature=ts.temperature, cancel=cancel
         ):
@@ -342,11 +341,7 @@ class Assistant:
                 marks.point(Stage.FIRST_TOKEN)
             reply.append(chunk)
             if speech is not None:
-                pieces = splitter.feed(chunk)
-                for sentence in pieces:
+                for sentence in splitter.feed(chunk):
                     speech.say(sentence)
-                if pieces and not first_said:
-                    first_said = True
-                    speech.wait_first_piece()  # nothing is heard before it: it goes first
             if cancel.cancelled:
                 break
