@@ -129,8 +129,8 @@ def test_the_icon_shows_state_and_residency_and_the_menu_works(setup):
                    and s, 30, "more tier marks lit")
 
     # While a question is answered the icon turns amber (thinking), then blue (speaking). A
-    # short question is thought about for a few hundred milliseconds, less than a screenshot
-    # and its count can be relied on to catch; a long one takes the model seconds to read.
+    # short question can be thought about for less than a screenshot and its count take to
+    # catch it; a long one takes the model seconds to read.
     question = "Tell me about the sea: " + "its waves, its tides, its fish and its boats, " * 50
     threading.Thread(target=lambda: daemon.call("ask", text=question.strip(", ") + "."),
                      daemon=True).start()

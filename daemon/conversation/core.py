@@ -274,8 +274,7 @@ class ConversationCore:
             self._advance(turn, TurnPhase.ANSWERING)
             if turn.held is not None:
                 log.debug("turn %d: the end, %.0f ms after the last word; %d pieces of its"
-                          " answer ready", turn.id, 1000 * (self.clock.now() - turn.marks.zero),
-                          turn.held.waiting)
+                          " answer ready", turn.id, turn.marks.elapsed_ms(), turn.held.waiting)
                 turn.held.release()
             if turn.written is not None:
                 self._on_written(turn)
@@ -404,7 +403,7 @@ class ConversationCore:
         else:
             turn.heard_complete = msg.probability >= self._listen.turn_model_threshold
             log.debug("turn %d: end-of-turn model %.2f, %.0f ms after the last word", turn.id,
-                      msg.probability, 1000 * (self.clock.now() - turn.marks.zero))
+                      msg.probability, turn.marks.elapsed_ms())
         self._verdict(turn)
 
     @staticmethod

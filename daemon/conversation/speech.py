@@ -84,7 +84,7 @@ class SpeechWorker:
         done = self._marks.now()
         log.debug("%s of %d characters synthesised %.0f ms after the turn's start, in %.0f ms",
                   "filler" if filler else f"piece {self._sentences + 1}", len(sentence),
-                  1000 * (done - self._marks.zero), 1000 * (done - began))
+                  self._marks.elapsed_ms(done), 1000 * (done - began))
         self._sink.play(audio, self._voice.sample_rate, self._heard(filler))
         if not filler:
             self._sentences += 1

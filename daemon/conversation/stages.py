@@ -61,6 +61,10 @@ class StageClock:
     def now(self) -> float:
         return self._clock.now()
 
+    def elapsed_ms(self, at: float | None = None) -> float:
+        """Milliseconds from zero to `at` (default: now)."""
+        return 1000 * ((self._clock.now() if at is None else at) - self.zero)
+
     def begin(self, stage: Stage, at: float | None = None, detail: str | None = None) -> None:
         t = self._clock.now() if at is None else at
         self._marks[stage] = [t, t]
