@@ -123,10 +123,11 @@ class BareLlama:
     """Plain llama-cpp-python with the settings SARAi uses for the tier."""
 
     def __init__(self, path: Path, *, n_ctx: int, threads: int, n_batch: int,
-                 use_mmap: bool, kv_type: str) -> None:
+                 use_mmap: bool, kv_type: str, n_ubatch: int) -> None:
         self.args: dict[str, Any] = {
             "model_path": str(path), "n_ctx": n_ctx, "n_threads": threads,
-            "n_threads_batch": threads, "n_batch": min(n_batch, n_ctx), "use_mmap": use_mmap,
+            "n_threads_batch": threads, "n_batch": min(n_batch, n_ctx),
+            "n_ubatch": min(n_ubatch, n_batch, n_ctx), "use_mmap": use_mmap,
             "verbose": False,
         }
         if kv_type != "f16":
@@ -197,7 +198,8 @@ def bench_tier(registry: ModelRegistry, tier: Tier, *, max_tokens: int, runs: in
         return row
     _prefetch(r.path)
     bare = BareLlama(r.path, n_ctx=ts.n_ctx, threads=threads, n_batch=ts.n_batch,
-                     use_mmap=ts.use_mmap, kv_type=ts.kv_type)
+                     use_mmap=ts.use_mmap, kv_type=ts.kv_type,
+                     n_ubatch=ts.n_batch if r.mmproj else ts.n_ubatch)
     try:
         mine, theirs = [], []
         tokens = 0
@@ -244,7 +246,7 @@ def bench_models(registry: ModelRegistry, tiers: list[Tier], *, max_tokens: int 
         r = registry.resolve(tier)
         ts = registry.settings(tier)
         same = (r.backend, str(r.path) if r.path else r.model, ts.n_ctx, ts.threads,
-                ts.n_batch, ts.use_mmap, ts.kv_type)
+                ts.n_batch, ts.n_ubatch, ts.use_mmap, ts.kv_type)
         if report:
             report(f"{tier}: {r.model}" + (" (measured above)" if same in done else ""))
         try:

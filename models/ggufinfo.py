@@ -72,14 +72,15 @@ class GGUFInfo:
         per_token = sum(self.kv_heads) * (self.key_length + self.value_length)
         return n_ctx * per_token * KV_BYTES[kv_type] / MIB
 
-    def estimate_mb(self, n_ctx: int, *, kv_type: str = "f16", n_batch: int = 512) -> Estimate:
+    def estimate_mb(self, n_ctx: int, *, kv_type: str = "f16", n_batch: int = 512,
+                    n_ubatch: int | None = None) -> Estimate:
         """RAM that loading this file with a context of `n_ctx` tokens will take."""
         weights = self.tensor_bytes / MIB
         kv = self.kv_cache_mb(n_ctx, kv_type)
         # llama.cpp's compute buffer: attention scores for one micro-batch against the whole
         # context, plus a part for activations, the output row and the runtime itself.
         # Within a few percent of the RSS measured on the starter models.
-        ubatch = min(n_batch, n_ctx)
+        ubatch = min(n_ubatch or n_batch, n_batch, n_ctx)
         compute = (ubatch * n_ctx * max(self.n_head, 1) * 4 + self.n_vocab * 4 * 2) / MIB
         compute += 0.05 * weights + 40.0
         return Estimate(weights_mb=weights, kv_mb=kv, compute_mb=compute)

@@ -45,6 +45,7 @@ def open_llama(
     n_batch: int,
     use_mmap: bool,
     kv_type: str = "f16",
+    n_ubatch: int | None = None,
 ) -> tuple[Any, ChatTemplate]:  # (llama_cpp.Llama, its template)
     """A llama-cpp-python model and context for `path`, prompted with its chat template, and
     that template; or ModelError with the reason (the file is checked, and its template found,
@@ -65,6 +66,7 @@ def open_llama(
             n_threads=threads,
             n_threads_batch=threads,
             n_batch=min(n_batch, n_ctx),
+            n_ubatch=min(n_ubatch or n_batch, n_batch, n_ctx),
             use_mmap=use_mmap,
             type_k=kv[kv_type],
             type_v=kv[kv_type],
@@ -106,13 +108,14 @@ class LlamaCppBackend(StreamingBackend):
         n_batch: int = 512,
         use_mmap: bool = True,
         kv_type: str = "f16",
+        n_ubatch: int | None = None,
     ) -> None:
         super().__init__(path.name)
         self.path = path
         self.n_ctx = n_ctx
         self._llm, self.template = open_llama(path, n_ctx=n_ctx, threads=threads,
                                               n_batch=n_batch, use_mmap=use_mmap,
-                                              kv_type=kv_type)
+                                              kv_type=kv_type, n_ubatch=n_ubatch)
 
     def _generate(
         self,

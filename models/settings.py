@@ -72,6 +72,10 @@ class TierSettings(BaseModel):
     temperature: float = Field(0.7, ge=0.0, le=2.0)
     threads: int | None = Field(None, ge=1, description="CPU threads; null = all cores")
     n_batch: int = Field(512, ge=1)
+    n_ubatch: int = Field(
+        128, ge=1, description="tokens llama.cpp computes at once (at most n_batch); its "
+        "attention scores, n_ubatch x n_ctx x heads x 4 bytes, become resident as a "
+        "conversation grows, and beyond ~128 a CPU reads a prompt no faster")
     use_mmap: bool = True
     kv_type: KvType = Field("f16", description="KV cache element type (q8_0/q4_0 save RAM)")
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?|mps)$",

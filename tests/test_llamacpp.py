@@ -180,3 +180,34 @@ def test_a_second_reply_in_the_same_thread_is_an_error_not_a_deadlock(smol):
     finally:
         first.close()
     assert not smol.busy
+
+
+def _kept_by_a_long_conversation(path, n_ubatch):
+    """RssAnon (MB) that a 1,400-token conversation leaves behind in a fresh context."""
+    from sarai.models import memory
+
+    b = LlamaCppBackend(path, n_ctx=2048, threads=2, n_ubatch=n_ubatch)
+    try:
+        memory.trim()
+        loaded = memory.sample().anon_mb
+        history = [Message("user" if i % 2 == 0 else "assistant",
+                           f"Turn {i}: the weather was fine and the garden kept growing.")
+                   for i in range(99)]
+        list(b.stream(history, max_tokens=1, temperature=0.0))
+        assert b._llm.n_tokens > 1400
+        memory.trim()
+        return memory.sample().anon_mb - loaded
+    finally:
+        b.close()
+
+
+def test_a_long_conversation_leaves_little_memory_behind(smollm2):
+    # llama.cpp's attention scores for one micro-batch against the whole context become
+    # resident as a conversation grows and stay so: 512 tokens at once kept ~35 MB here.
+    from sarai.models.settings import TierSettings
+
+    small = TierSettings(model="x").n_ubatch
+    big = _kept_by_a_long_conversation(smollm2, 512)
+    mine = _kept_by_a_long_conversation(smollm2, small)
+    print(f"kept {big:.0f} MB with 512-token micro-batches, {mine:.0f} MB with {small}")
+    assert mine < 0.5 * big
