@@ -199,7 +199,7 @@ def bench_tier(registry: ModelRegistry, tier: Tier, *, max_tokens: int, runs: in
     _prefetch(r.path)
     bare = BareLlama(r.path, n_ctx=ts.n_ctx, threads=threads, n_batch=ts.n_batch,
                      use_mmap=ts.use_mmap, kv_type=ts.kv_type,
-                     n_ubatch=ts.n_batch if r.mmproj else ts.n_ubatch)
+                     n_ubatch=ts.micro_batch(r.mmproj is not None))
     try:
         mine, theirs = [], []
         tokens = 0

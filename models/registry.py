@@ -290,10 +290,9 @@ class ModelRegistry:
                 info = check_gguf(r.path)
             except ModelError as exc:
                 raise ModelError(f"tier {tier}: {exc}") from exc
-            # An Omni model reads its media chunks in one micro-batch (see load_llamacpp).
             est = info.estimate_mb(self.n_ctx(tier, long_context), kv_type=ts.kv_type,
                                    n_batch=ts.n_batch,
-                                   n_ubatch=ts.n_batch if r.mmproj else ts.n_ubatch)
+                                   n_ubatch=ts.micro_batch(r.mmproj is not None))
             # The projector is not counted here: it is a resident of its own (projector_key).
             return Cost(weights_mb=est.weights_mb, extra_mb=est.kv_mb + est.compute_mb,
                         weights_file=str(r.path.resolve()) if ts.use_mmap else None)
@@ -344,7 +343,7 @@ class ModelRegistry:
             if mmproj is None:
                 return LlamaCppBackend(path, n_ctx=n_ctx, threads=ts.threads,
                                        n_batch=ts.n_batch, use_mmap=ts.use_mmap,
-                                       kv_type=ts.kv_type, n_ubatch=ts.n_ubatch)
+                                       kv_type=ts.kv_type, n_ubatch=ts.micro_batch(False))
             from sarai.models.mtmd import OmniBackend
 
             text_key = self.key(tier, long_context)
@@ -355,8 +354,6 @@ class ModelRegistry:
                     parent=text_key, tier=tier, threads=ts.threads or os.cpu_count() or 1,
                     keep_s=ts.mmproj_keep_s)
 
-            # n_ubatch stays n_batch: a projector whose media attends non-causally (Gemma 3)
-            # needs a whole image chunk in one micro-batch, and llama.cpp aborts otherwise.
             return OmniBackend(path, projector=projector, n_ctx=n_ctx, threads=ts.threads,
                                n_batch=ts.n_batch, use_mmap=ts.use_mmap, kv_type=ts.kv_type)
         return load_llamacpp

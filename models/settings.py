@@ -84,6 +84,12 @@ class TierSettings(BaseModel):
     residency: Residency = Residency.ON_DEMAND
     ttl_s: float = Field(60.0, gt=0)
 
+    def micro_batch(self, projector: bool) -> int:
+        """Tokens llama.cpp computes at once for this tier: `n_batch` when a projector's media
+        chunk must fit in one micro-batch (a Gemma 3 image attends to itself non-causally,
+        and llama.cpp aborts on one split in two), else `n_ubatch`."""
+        return self.n_batch if projector else min(self.n_ubatch, self.n_batch)
+
 
 class ModelsSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

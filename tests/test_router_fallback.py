@@ -112,16 +112,16 @@ def test_fast_missing_a_social_turn_lands_on_tiny(make):
 
 
 def test_budget_too_small_for_quality_lands_on_the_next_tier(make):
-    # The starter SmolLM2-135M with omni_quality's 8k context needs ~0.45 GB; with expert's
-    # 512 tokens it needs ~0.15 GB. A 0.4 GB budget admits the second and refuses the first.
-    a = make(_models(), budget_gb=0.4)
+    # The starter SmolLM2-135M with omni_quality's 8k context needs ~0.35 GB; with expert's
+    # 512 tokens it needs ~0.15 GB. A 0.3 GB budget admits the second and refuses the first.
+    a = make(_models(), budget_gb=0.3)
     rec = a.text_turn(COMPLEX, None)
     assert rec.error is None and rec.reply and rec.tier == "expert"
     assert "fell back to expert" in rec.reason
 
 
 def test_budget_refusal_seen_by_the_router_before_the_turn(make):
-    a = make(_models(), budget_gb=0.4, plan=True)
+    a = make(_models(), budget_gb=0.3, plan=True)
     rec = a.text_turn(COMPLEX, None)
     assert rec.error is None and rec.reply and rec.tier == "expert"
     assert "omni_quality cannot serve now → expert" in rec.reason
