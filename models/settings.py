@@ -87,8 +87,9 @@ class TierSettings(BaseModel):
     def micro_batch(self, projector: bool) -> int:
         """Tokens llama.cpp computes at once for this tier: `n_batch` when a projector's media
         chunk must fit in one micro-batch (a Gemma 3 image attends to itself non-causally,
-        and llama.cpp aborts on one split in two), else `n_ubatch`."""
-        return self.n_batch if projector else min(self.n_ubatch, self.n_batch)
+        and llama.cpp aborts on one split in two), else `n_ubatch` (open_llama and the
+        estimate keep it within n_batch and n_ctx)."""
+        return self.n_batch if projector else self.n_ubatch
 
 
 class ModelsSettings(BaseModel):

@@ -203,7 +203,7 @@ def _kept_by_a_long_conversation(path, n_ubatch):
 
 def test_a_long_conversation_leaves_little_memory_behind(smollm2):
     # llama.cpp's attention scores for one micro-batch against the whole context become
-    # resident as a conversation grows and stay so: 512 tokens at once kept ~35 MB here.
+    # resident as a conversation grows and stay so: 512 tokens at once kept ~65 MB here.
     from sarai.models.settings import TierSettings
 
     small = TierSettings(model="x").n_ubatch
