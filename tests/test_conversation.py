@@ -242,6 +242,33 @@ def test_a_typed_turn_during_a_spoken_one_keeps_each_to_its_own(tmp_path):
     assert asked[0].result().reply == typed_turn["reply"]
 
 
+def test_an_answer_stopped_before_its_work_began_ends_and_the_next_turn_is_answered(tmp_path):
+    """The runner is busy (a typed turn, say) when a question ends; SARAi is told to stop
+    before the question's job begins. That turn must end (dropped), not stay "thinking"."""
+    from sarai.daemon.events import State
+
+    h = make_harness(tmp_path)
+    runner = h.core._runner
+    busy = [True]
+    run = runner.run_pending
+    runner.run_pending = lambda: False if busy[0] else run()
+    h.feed(np.concatenate([silence(0.3), _say(h, tmp_path, "Where do penguins live?"),
+                           silence(1.5)]))
+    assert h.state is State.THINKING  # committed, its job still queued
+    h.core.interrupt("asked to stop")
+    h.core.pump()
+    busy[0] = False
+    h.silence(0.5)
+    assert h.state is State.LISTENING, h.probe.states()
+    h.probe.drain()
+    first = [p for p in _turn_phases(h).values() if "answering" in p]
+    assert first == [["heard", "speculating", "answering", "dropped"]], _turn_phases(h)
+    h.feed(_say(h, tmp_path, "What is your name?"))
+    turn = h.probe.turn(30)
+    assert turn["transcript"] == "What is your name?" and turn["outcome"] == "done"
+    assert "name" in turn["reply"]
+
+
 class _StopAfterSynthesis:
     """The real espeak-ng voice, except that right after synthesising the answer's second
     sentence the user barges in: the speaker is stopped before that audio is played."""

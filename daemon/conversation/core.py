@@ -650,7 +650,12 @@ class ConversationCore:
 
     def _run_turn(self, turn: Turn) -> None:
         """Answer one turn; report back to the core as it goes. Runs on the runner."""
-        if turn.cancel.cancelled or turn.phase.final:
+        if turn.phase.final:
+            return
+        if turn.cancel.cancelled:
+            # Talked over before its job began: the core must hear that it ended, or it
+            # waits for this turn's answer for ever (and says "thinking" all along).
+            self.post(m.Dropped(turn.id, "talked over before it was answered"))
             return
         self.post(m.Started(turn.id))
         sink = self._open_sink(turn)
@@ -691,8 +696,9 @@ class ConversationCore:
         rec = a.transcribe(req.utterance, marks)
         rec.source = req.source.value
         self.post(m.Transcribed(turn.id, rec.transcript))
-        if turn.cancel.cancelled:
-            return None
+        if turn.cancel.cancelled:  # talked over while it was transcribed: recorded as such
+            rec.interrupted = True
+            return rec
         if not rec.transcript.strip():
             self.post(m.Dropped(turn.id, "nothing recognisable was said"))
             return None
