@@ -8,7 +8,8 @@ arrive over the control socket at the same time as spoken ones. After every turn
 memory (RSS and RssAnon), open files and threads are read from /proc.
 
 Reported: turns asked and answered, lost (asked but never answered), crashes (the daemon
-died or restarted its voice loop), cross-talk (a turn whose transcript is not what was asked
+died or restarted its voice loop), stuck (after a turn it did not come back to listening
+within two minutes), cross-talk (a turn whose transcript is not what was asked
 in it), the memory trend (RssAnon slope per 100 turns after the first fifth, the warm-up),
 and end of speech → first answer audio.
 """
@@ -208,6 +209,7 @@ def _run(args: argparse.Namespace, home: Path, room) -> dict[str, Any]:
     typed_failed: list[str] = []
     stop_typing = threading.Event()
     crashes = 0
+    stuck = 0
     try:
         if not d.wait_state("listening", 600):
             raise SystemExit(f"sarai: error: the daemon did not start (see {d.log.name})")
@@ -240,7 +242,9 @@ def _run(args: argparse.Namespace, home: Path, room) -> dict[str, Any]:
             if d.proc.poll() is not None:
                 crashes += 1
                 break
-            d.wait_state("listening", 120)
+            if not d.wait_state("listening", 120) and d.proc.poll() is None:
+                stuck += 1
+                _say(f"  not listening two minutes after turn {n}: stuck")
             if n:
                 try:
                     sample()
@@ -273,10 +277,11 @@ def _run(args: argparse.Namespace, home: Path, room) -> dict[str, Any]:
     log = home / "state" / "sarai" / "turns.jsonl"
     history = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] \
         if log.exists() else []
-    return _summarise(asked, history, typed, typed_failed, samples, crashes)
+    return _summarise(asked, history, typed, typed_failed, samples, crashes, stuck)
 
 
-def _summarise(asked, history, typed, typed_failed, samples, crashes) -> dict[str, Any]:
+def _summarise(asked, history, typed, typed_failed, samples, crashes,
+               stuck: int = 0) -> dict[str, Any]:
     spoken = [t for t in history if t["source"] == "voice"]
     texts = [t for t in history if t["source"] != "voice"]
     # Cross-talk: a spoken turn that holds the typed question, or a typed turn that holds
@@ -300,6 +305,7 @@ def _summarise(asked, history, typed, typed_failed, samples, crashes) -> dict[st
         "answered": spoken_answered + typed_answered,
         "lost": lost,
         "crashes": crashes,
+        "stuck": stuck,
         "cross_talk": cross,
         "misheard": misheard,
         "interrupted": sum(1 for t in spoken if t.get("interrupted")),
@@ -313,7 +319,7 @@ def _summarise(asked, history, typed, typed_failed, samples, crashes) -> dict[st
         "threads": [s["threads"] for s in samples],
         "first_answer_audio_ms": percentiles(faa, 50, 90),
         "typed_failures": typed_failed[:10],
-        "goals": {"lost": 0, "crashes": 0, "cross_talk": 0,
+        "goals": {"lost": 0, "crashes": 0, "stuck": 0, "cross_talk": 0,
                   "rss_anon_slope_mb_per_100_turns": 5.0},
     }
 
@@ -324,7 +330,8 @@ def _print(r: dict[str, Any], path: Path) -> None:
 
     print(f"turns:           {r['turns']} ({r['spoken_asked']} spoken, {r['typed_asked']} typed)")
     print(f"answered:        {r['answered']}   lost: {r['lost']}   crashes: {r['crashes']}"
-          f"   cross-talk: {r['cross_talk']}   (goal 0 / 0 / 0); misheard: {r['misheard']}")
+          f"   stuck: {r.get('stuck', 0)}   cross-talk: {r['cross_talk']}   (goal 0 each);"
+          f" misheard: {r['misheard']}")
     print(f"RssAnon slope:   {r['rss_anon_slope_mb_per_100_turns']} MB per 100 turns after "
           "warm-up (goal ≤ 5)")
     same = r.get("same_models")
