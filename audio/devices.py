@@ -43,21 +43,23 @@ def _check_device(sd, device: str | int | None, kind: str) -> str | int | None:
 
 
 class SpeakerSink:
-    """Plays answers on an output device from a stream that never stops.
+    """Plays answers on an output device from a stream that runs all the time.
 
     PortAudio's callback pulls blocks from a `PlaybackQueue` as the device asks for them and
     plays silence when there is nothing, so the device never underruns or suspends between
     sentences (a suspended PulseAudio sink can take over a second to wake, which would delay
-    the first words of every answer). Each block is stamped with when it will really be heard,
-    from PortAudio's output DAC time where the host API reports it (else the stream latency).
+    the first words of every answer); a pause or stop restarts it at once, throwing away
+    what its buffer holds (see `_drop_buffered`). Each block is stamped with when it will
+    really be heard, from PortAudio's output DAC time where the host API reports it (else the
+    stream latency).
     `on_played(samples, rate, heard_at)` sees every block as it is handed to the device (the
     echo reference).
     """
 
     RATE = 22050  # the Piper and espeak-ng voices' rate; other rates are resampled
     BLOCK_S = 0.02
-    # Device buffer: enough to ride out a busy CPU, small enough that a pause is heard
-    # within a few blocks.
+    # Device buffer: enough to ride out a busy CPU. A pause or stop does not wait for it:
+    # it is thrown away (`_drop_buffered`).
     LATENCY_S = 0.08
     ECHO_TAIL_S = 1.5  # how long after the last sound silent blocks still go to on_played
 
@@ -124,15 +126,34 @@ class SpeakerSink:
         self._open()
 
     def pause(self) -> None:
-        """Go silent from the next block, keeping the rest for `resume()`."""
-        self.queue.pause(time.perf_counter())
+        """Go silent now, keeping the rest for `resume()`."""
+        now = time.perf_counter()
+        self.queue.pause(now)
+        self._drop_buffered(now)
 
     def resume(self) -> None:
         self.queue.resume()
 
     def stop(self) -> None:
         """Drop whatever is queued or playing, and any audio still on its way (barge-in)."""
-        self.queue.stop(time.perf_counter())
+        now = time.perf_counter()
+        self.queue.stop(now)
+        self._drop_buffered(now)
+
+    def _drop_buffered(self, at: float) -> None:
+        """Throw away the sound the device holds and has not played yet (PortAudio's abort
+        drops its buffer, 80 ms and a block here), so that a pause or a stop is heard at
+        once rather than a buffer later. Restarting the stream takes 2–3 ms."""
+        stream = self._stream
+        if stream is None or self.queue.heard_until <= at:
+            return  # nothing left in the device
+        try:
+            stream.abort()
+            stream.start()
+        except self._sd.PortAudioError as exc:  # it is reopened with the next answer
+            log.warning("the speaker could not drop its buffer: %s", exc)
+            return
+        self.queue.unplayed(at)
 
     def drain(self, timeout: float | None = None) -> None:
         """Wait until everything queued has been heard."""

@@ -166,6 +166,27 @@ class PlaybackQueue:
         with self._lock:
             self._paused = False
 
+    @property
+    def heard_until(self) -> float:
+        """When the last sound handed to the device will have been heard."""
+        return self._heard_until
+
+    def unplayed(self, at: float) -> None:
+        """The device threw away what it held that was not heard by `at` (a pause or stop
+        that must be heard at once): the sound ends at `at`, and a paused answer gets back
+        what of its current chunk was thrown away, so `resume()` says it after all. (What
+        was thrown away of an earlier chunk, a sentence's last few milliseconds, is lost.)"""
+        with self._lock:
+            left = self._heard_until - at
+            if left <= 0:
+                return
+            if self._chunks and self._offset > 1:
+                # Never back to 0: the chunk's first sound was announced already.
+                self._offset -= min(int(round(left * self.rate)), self._offset - 1)
+            self._heard_until = at
+            if self.stopped_at is not None and self.stopped_at > at:
+                self.stopped_at = at
+
     def stop(self, at: float) -> None:
         """Drop everything queued and start a new generation (barge-in)."""
         with self._lock:

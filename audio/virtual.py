@@ -6,6 +6,7 @@ microphone frame by frame sees exactly the same thing every run.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 
 import numpy as np
@@ -29,9 +30,10 @@ class VirtualClock:
 
 class MemorySpeaker:
     """The speaker's behaviour (sessions, generations, pause/resume/stop) with playback in
-    virtual time: `advance(seconds)` plays that much, block by block, and keeps every block
-    that carried sound with the time it was heard. `latency_s` is how long after a block is
-    pulled it is heard, as a device buffer would delay it."""
+    virtual time: `advance(until)` plays up to then, block by block, returns what came out of
+    the speaker meanwhile, and keeps every block that carried sound with the time it was
+    heard. `latency_s` is the device's buffer: a block is heard that long after it is pulled,
+    and, as on the real speaker, a pause or stop throws away what the buffer holds."""
 
     RATE = 16_000
     BLOCK_S = 0.01
@@ -46,6 +48,7 @@ class MemorySpeaker:
         self.queue = PlaybackQueue(rate)
         self.heard: list[tuple[float, np.ndarray]] = []  # (when heard, samples) with sound
         self._played_until = clock.now()
+        self._buffer: deque[tuple[float, np.ndarray | None]] = deque()  # pulled, not heard yet
         self.alive = True
 
     def session(self, on_first_audio: Notify | None = None,
@@ -61,13 +64,24 @@ class MemorySpeaker:
         return self.queue.stopped_at
 
     def pause(self) -> None:
-        self.queue.pause(self._clock.now())
+        now = self._clock.now()
+        self.queue.pause(now)
+        self._drop_buffered(now)
 
     def resume(self) -> None:
         self.queue.resume()
 
     def stop(self) -> None:
-        self.queue.stop(self._clock.now())
+        now = self._clock.now()
+        self.queue.stop(now)
+        self._drop_buffered(now)
+
+    def _drop_buffered(self, at: float) -> None:
+        if self.queue.heard_until <= at:
+            return
+        while self._buffer and self._buffer[-1][0] >= at:
+            self._buffer.pop()
+        self.queue.unplayed(at)
 
     def drain(self, timeout: float | None = None) -> None:  # noqa: ARG002
         """Nothing to wait for in virtual time: time moves only through `advance`."""
@@ -76,18 +90,26 @@ class MemorySpeaker:
         pass
 
     def advance(self, until: float) -> np.ndarray:
-        """Play up to virtual time `until`; returns what was played meanwhile (at `rate`)."""
+        """Play up to virtual time `until`; returns what the speaker sounded meanwhile (at
+        `rate`: silence while its buffer first fills, or after a pause threw it away)."""
         n = round(self.rate * self.BLOCK_S)
         step = n / self.rate  # a whole number of samples: the device's own clock
         out = []
         while self._played_until + step <= until + 1e-9:
             block = np.zeros(n, np.int16)
             heard_at = self._played_until + self.latency_s
-            if self.queue.pull(block, heard_at):
-                self.heard.append((heard_at, block.copy()))
+            sound = self.queue.pull(block, heard_at)
             if self.on_played is not None:
                 self.on_played(block, self.rate, heard_at)
-            out.append(block)
+            self._buffer.append((heard_at, block if sound else None))
+            # What the device sounds now: the block pulled `latency_s` ago, if still there.
+            now_block = np.zeros(n, np.int16)
+            while self._buffer and self._buffer[0][0] < self._played_until + step / 2:
+                at, pulled = self._buffer.popleft()
+                if pulled is not None:
+                    now_block = pulled
+                    self.heard.append((at, pulled))
+            out.append(now_block)
             self._played_until += step
         return np.concatenate(out) if out else np.zeros(0, np.int16)
 

@@ -213,9 +213,7 @@ class VoiceHarness:
             echo_path = DelayLine(echo_gain, echo_delay_s) if echo_gain else Headphones()
         self.echo_path = echo_path
         self._frame = SAMPLE_RATE * self.front.frame_ms // 1000
-        # What the speaker plays reaches the room after the device's latency.
         self._to_16k = StreamResampler(speaker_rate)
-        self._device = DelayLine(1.0, self.speaker.latency_s)
         self.mic: list[np.ndarray] = []  # everything the microphone heard
         self.core.pump()
 
@@ -238,7 +236,7 @@ class VoiceHarness:
         for i in range(0, len(samples), n):
             self.clock.advance(n / SAMPLE_RATE)
             played = self._to_16k.push(self.speaker.advance(self.clock.now()))
-            echo = self.echo_path.hear(self._device.hear(played, n), n)
+            echo = self.echo_path.hear(played, n)
             frame = np.clip(samples[i : i + n].astype(np.float64) + echo, -32768, 32767)
             frame = np.round(frame).astype(np.int16)
             self.mic.append(frame)
