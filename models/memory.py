@@ -90,12 +90,46 @@ def release_freed() -> None:
     trim()
 
 
+# glibc's mallopt parameters (malloc.h)
+_M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
+LONG_RUNNING_ARENAS = 2
+LONG_RUNNING_MMAP_THRESHOLD = 128 * 1024
+
+
+def for_a_long_run() -> bool:
+    """Set glibc's allocator up for a process that runs for days with many threads.
+
+    By default every thread that allocates may get an arena of its own (up to eight per
+    core), and after a large block is freed glibc raises the size from which blocks are
+    mmap'd up to 32 MB, so the audio and decoding buffers of each turn are carved from
+    those arenas. What is freed there is not handed back when small blocks still sit
+    around it, so the daemon's resident memory grew turn after turn while the memory in
+    use stayed flat (a soak: 95 → 330 MB resident in the arenas over 60 spoken turns,
+    35 MB more in use). Here: two arenas, and blocks of 128 KB or more always mmap'd (and
+    so returned when freed). Returns False where the allocator is not glibc's."""
+    lib = _lib()
+    if lib is None or not hasattr(lib, "mallopt"):
+        return False
+    ok = lib.mallopt(_M_ARENA_MAX, LONG_RUNNING_ARENAS) == 1
+    return lib.mallopt(_M_MMAP_THRESHOLD, LONG_RUNNING_MMAP_THRESHOLD) == 1 and ok
+
+
+def _lib() -> ctypes.CDLL | None:
+    global _libc
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        except OSError:
+            return None
+    return _libc
+
+
 def trim() -> None:
     """Return the heap's free pages to the kernel (glibc's malloc_trim); a no-op elsewhere."""
-    global _libc
+    lib = _lib()
     try:
-        if _libc is None:
-            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        _libc.malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to trim
+        if lib is not None:
+            lib.malloc_trim(0)
+    except AttributeError:  # not glibc: nothing to trim
         pass

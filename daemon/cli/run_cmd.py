@@ -38,7 +38,9 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
     from sarai.daemon.events import Event, EventKind, State
     from sarai.daemon.service.logs import setup_logging, under_journal
     from sarai.daemon.service.supervisor import Daemon
+    from sarai.models import memory
 
+    memory.for_a_long_run()  # before the models and their threads: see its comment
     # A misspelt microphone or speaker stops SARAi now, with the list of what exists,
     # rather than after the models have loaded.
     check_devices(ctx.config.audio, ctx.paths.config_file)
