@@ -76,6 +76,7 @@ class SpeakerSink:
         self.device_time = False  # the host API reports DAC times
         self.underflows = 0  # blocks the device played before the callback had filled them
         self._stream = None
+        self._restarting = False  # between the abort and the start of `_drop_buffered`
         self._open()
 
     def _open(self) -> None:
@@ -105,7 +106,8 @@ class SpeakerSink:
 
     @property
     def alive(self) -> bool:
-        return self._stream is not None and bool(self._stream.active)
+        stream = self._stream
+        return stream is not None and (self._restarting or bool(stream.active))
 
     def session(self, on_first_audio=None, on_done=None) -> PlaybackSession:
         """A sink for one answer (see audio.playback)."""
@@ -147,12 +149,15 @@ class SpeakerSink:
         stream = self._stream
         if stream is None or self.queue.heard_until <= at:
             return  # nothing left in the device
+        self._restarting = True  # not a device gone away (see `alive`)
         try:
             stream.abort()
             stream.start()
         except self._sd.PortAudioError as exc:  # it is reopened with the next answer
             log.warning("the speaker could not drop its buffer: %s", exc)
             return
+        finally:
+            self._restarting = False
         self.queue.unplayed(at)
 
     def drain(self, timeout: float | None = None) -> None:
