@@ -218,6 +218,9 @@ def _run(args: argparse.Namespace, ctx: Context, room: PulseRoom) -> int:
             return 1
         barge = _built_in_one(Path(tmp), "barge", BARGE_WORDS)
         _say(f"Loading models and the voice loop ({len(wavs)} utterances)…")
+        from sarai.models import memory
+
+        memory.for_a_long_run()  # the allocator as `sarai run` sets it up
         assistant = build_assistant(ctx, hear=True, speak=True)
         assistant.registry.preload_pinned()
         listener = _Listener(ctx, assistant)
