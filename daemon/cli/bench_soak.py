@@ -281,7 +281,7 @@ def _run(args: argparse.Namespace, home: Path, room) -> dict[str, Any]:
 
 
 def _summarise(asked, history, typed, typed_failed, samples, crashes,
-               stuck: int = 0) -> dict[str, Any]:
+               stuck) -> dict[str, Any]:
     spoken = [t for t in history if t["source"] == "voice"]
     texts = [t for t in history if t["source"] != "voice"]
     # Cross-talk: a spoken turn that holds the typed question, or a typed turn that holds
@@ -330,7 +330,7 @@ def _print(r: dict[str, Any], path: Path) -> None:
 
     print(f"turns:           {r['turns']} ({r['spoken_asked']} spoken, {r['typed_asked']} typed)")
     print(f"answered:        {r['answered']}   lost: {r['lost']}   crashes: {r['crashes']}"
-          f"   stuck: {r.get('stuck', 0)}   cross-talk: {r['cross_talk']}   (goal 0 each);"
+          f"   stuck: {r['stuck']}   cross-talk: {r['cross_talk']}   (goal 0 each);"
           f" misheard: {r['misheard']}")
     print(f"RssAnon slope:   {r['rss_anon_slope_mb_per_100_turns']} MB per 100 turns after "
           "warm-up (goal ≤ 5)")
