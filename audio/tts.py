@@ -27,11 +27,19 @@ class Voice(Protocol):
     sample_rate: int
 
     def synthesize(self, text: str) -> np.ndarray:
-        """int16 mono audio at `sample_rate`, ending with a short pause (empty if nothing)."""
+        """int16 mono audio at `sample_rate`, ending with a short pause after punctuation (empty
+        if nothing)."""
 
 
 def _pause(rate: int, ms: int) -> np.ndarray:
     return np.zeros(rate * ms // 1000, dtype=np.int16)
+
+
+def _pause_after(text: str, rate: int, ms: int) -> np.ndarray:
+    """The pause after a piece: none where it was cut between words (a first clause or a
+    reply that runs on, see audio.sentences), as the sentence goes on in the next piece."""
+    ends = text.rstrip().rstrip("\"')]»”")[-1:]
+    return _pause(rate, ms if ends in ".!?…,;:" else 0)
 
 
 class _ShrinkingSession:
@@ -85,7 +93,8 @@ class Speaker:
             chunks = [c.audio_int16_array for c in self._voice.synthesize(text, self._syn)]
         if not chunks:
             return np.zeros(0, dtype=np.int16)
-        return np.concatenate([*chunks, _pause(self.sample_rate, self._s.sentence_silence_ms)])
+        return np.concatenate([*chunks, _pause_after(text, self.sample_rate,
+                                                     self._s.sentence_silence_ms)])
 
 
 class EspeakVoice:
@@ -111,7 +120,8 @@ class EspeakVoice:
             from sarai.audio.pcm import resample
 
             data = resample(data, rate, self.sample_rate)
-        return np.concatenate([data, _pause(self.sample_rate, self._s.sentence_silence_ms)])
+        return np.concatenate([data, _pause_after(text, self.sample_rate,
+                                                  self._s.sentence_silence_ms)])
 
 
 class VoiceBank:

@@ -53,6 +53,18 @@ def test_piper_audio_is_speech_of_plausible_length(speaker):
     assert np.sqrt(np.mean(audio.astype(np.float64) ** 2)) > 500  # not silent
 
 
+def test_a_piece_cut_between_words_runs_on_without_the_sentence_pause(speaker):
+    """The pause after a sentence or clause is not put after a piece that stops mid-sentence
+    (a long first clause is cut between words, see audio.sentences): the next piece goes on."""
+    def trailing_silence_ms(audio: np.ndarray) -> float:
+        loud = np.flatnonzero(np.abs(audio) > 100)
+        return 1000 * (len(audio) - 1 - loud[-1]) / speaker.sample_rate
+
+    cut = trailing_silence_ms(speaker.synthesize("You can set your speaking volume"))
+    sentence = trailing_silence_ms(speaker.synthesize("You can set your speaking volume."))
+    assert sentence - cut > 0.8 * TtsSettings().sentence_silence_ms, (cut, sentence)
+
+
 def test_piper_round_trip_through_whisper(speaker, transcriber):
     from sarai.audio.pcm import SAMPLE_RATE, resample
 
