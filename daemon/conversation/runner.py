@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -28,9 +29,11 @@ class Priority(IntEnum):
 
 
 class Runner:
-    """Runs jobs on one thread, turns before background work."""
+    """Runs jobs on one thread, turns before background work; `nice` > 0 runs them at a
+    lower CPU priority than the rest of the process (Linux: the thread's own nice value)."""
 
-    def __init__(self, name: str = "turns") -> None:
+    def __init__(self, name: str = "turns", nice: int = 0) -> None:
+        self._nice = nice
         self._queue: queue.PriorityQueue[tuple[int, int, Job | None]] = queue.PriorityQueue()
         self._seq = itertools.count()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -40,6 +43,13 @@ class Runner:
         self._queue.put((int(priority), next(self._seq), job))
 
     def _run(self) -> None:
+        if self._nice:
+            try:
+                tid = threading.get_native_id()
+                os.setpriority(os.PRIO_PROCESS, tid,
+                               min(19, os.getpriority(os.PRIO_PROCESS, tid) + self._nice))
+            except (OSError, AttributeError) as exc:
+                log.debug("%s: cannot lower the thread's priority: %s", self._thread.name, exc)
         while (job := self._queue.get()[2]) is not None:
             _safely(job)
 

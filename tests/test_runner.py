@@ -1,0 +1,38 @@
+"""The runner that works on turns, and the end-of-turn worker's lower CPU priority."""
+
+import os
+import threading
+
+from sarai.daemon.conversation.runner import Priority, Runner
+
+
+def _niceness_of_a_job(runner: Runner) -> int:
+    seen: list[int] = []
+    done = threading.Event()
+
+    def job() -> None:
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        done.set()
+
+    runner.submit(job, Priority.VOICE)
+    assert done.wait(5)
+    runner.close()
+    return seen[0]
+
+
+def test_a_nice_runner_works_at_a_lower_priority_than_the_process():
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    assert _niceness_of_a_job(Runner(name="plain")) == own
+    assert _niceness_of_a_job(Runner(name="nice", nice=10)) == min(own + 10, 19)
+    # Only that thread: the process (and this thread) keep their priority.
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own
+
+
+def test_jobs_run_in_priority_order():
+    runner, order, gate = Runner(), [], threading.Event()
+    runner.submit(gate.wait, Priority.VOICE)  # holds the runner while the rest queue up
+    for p in (Priority.BACKGROUND, Priority.TURN, Priority.VOICE):
+        runner.submit(lambda p=p: order.append(p), p)
+    gate.set()
+    assert runner.close()
+    assert order == [Priority.VOICE, Priority.TURN, Priority.BACKGROUND]
