@@ -44,6 +44,10 @@ STORY = ("Once upon a time a dragon lived in the mountains above a quiet village
          "from then on it came down every Sunday to hear them ring.")
 
 
+# Seconds into the story (after its first second of silence) when a person talks over it.
+MOMENTS_S = (13.0, 13.5, 14.0, 14.5, 15.0, 15.5)
+
+
 def _voice_turns(h) -> set[int]:
     h.probe.drain()
     return {e.data["turn"] for e in h.probe.seen
@@ -109,21 +113,36 @@ def test_its_own_voice_in_a_room_is_never_taken_for_the_user(tmp_path, room):
 @pytest.mark.parametrize(("room", "rel_db"), [("office", 0.0), ("office", -10.0),
                                               ("living", 0.0), ("living", -10.0)])
 def test_talking_over_it_in_a_room_stops_it(tmp_path, room, rel_db):
-    h, watch = _harness(tmp_path, room)
-    h.feed(silence(1.0), on_frame=watch)
-    h.core.ask(typed("Tell me a story."))
-    h.core.pump()
-    h.feed(silence(14.0), on_frame=watch)  # past the canceller's warm-up
-    assert watch.stops == [] and h.speaker.playing
+    """The person talks over the story at six moments past the canceller's warm-up. How soon
+    they get through depends on what SARAi is saying just then (a quiet first syllable over
+    a loud vowel of SARAi's waits for the next one), so one moment alone says little: every
+    interruption at the echo's level stops it and all but one ten dB below it, paused
+    before it is stopped, at the median within 0.6 s of the person's first sound at the
+    echo's level and 1.2 s below it (the room bench times 20 interruptions per level)."""
     person = _person("conf-nonextended", room, rel_db)
-    start = h.now
-    h.feed(person, on_frame=watch)
-    assert watch.stops, "the answer was not interrupted"
-    # Stopped while the person was still talking, and paused well before that.
-    assert start < watch.stops[0] < start + len(person) / SAMPLE_RATE
-    assert watch.pauses and watch.pauses[-1] - start < 0.6, watch.pauses
-    first = h.probe.turn(60)
-    assert first["outcome"] == "interrupted" and first["interrupted"]
+    paused_after: list[float] = []
+    stopped = 0
+    for n, moment in enumerate(MOMENTS_S):
+        (tmp_path / str(n)).mkdir()
+        h, watch = _harness(tmp_path / str(n), room)
+        h.feed(silence(1.0), on_frame=watch)
+        h.core.ask(typed("Tell me a story."))
+        h.core.pump()
+        h.feed(silence(moment), on_frame=watch)
+        assert watch.stops == [] and h.speaker.playing
+        start = h.now
+        h.feed(person, on_frame=watch)
+        if not watch.stops:
+            continue
+        stopped += 1
+        # Stopped while the person was still talking, and paused before that.
+        assert start < watch.stops[0] < start + len(person) / SAMPLE_RATE, moment
+        assert watch.pauses and start < watch.pauses[-1] <= watch.stops[0], moment
+        paused_after.append(watch.pauses[-1] - start)
+        first = h.probe.turn(60)
+        assert first["outcome"] == "interrupted" and first["interrupted"], moment
+    assert stopped >= len(MOMENTS_S) - (0 if rel_db == 0 else 1), (stopped, paused_after)
+    assert np.median(paused_after) < (0.6 if rel_db == 0 else 1.2), paused_after
 
 
 def test_with_headphones_talking_over_it_works_from_its_first_second(tmp_path, caplog):
