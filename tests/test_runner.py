@@ -1,7 +1,10 @@
 """The runner that works on turns, and the end-of-turn worker's lower CPU priority."""
 
 import os
+import sys
 import threading
+
+import pytest
 
 from sarai.daemon.conversation.runner import Priority, Runner
 
@@ -20,6 +23,7 @@ def _niceness_of_a_job(runner: Runner) -> int:
     return seen[0]
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="a thread's own nice value is Linux's")
 def test_a_nice_runner_works_at_a_lower_priority_than_the_process():
     own = os.getpriority(os.PRIO_PROCESS, 0)
     assert _niceness_of_a_job(Runner(name="plain")) == own

@@ -13,6 +13,7 @@ import itertools
 import logging
 import os
 import queue
+import sys
 import threading
 from collections.abc import Callable
 from enum import IntEnum
@@ -30,7 +31,8 @@ class Priority(IntEnum):
 
 class Runner:
     """Runs jobs on one thread, turns before background work; `nice` > 0 runs them at a
-    lower CPU priority than the rest of the process (Linux: the thread's own nice value)."""
+    lower CPU priority than the rest of the process (on Linux: the thread's own nice value;
+    elsewhere it is ignored)."""
 
     def __init__(self, name: str = "turns", nice: int = 0) -> None:
         self._nice = nice
@@ -43,7 +45,9 @@ class Runner:
         self._queue.put((int(priority), next(self._seq), job))
 
     def _run(self) -> None:
-        if self._nice:
+        # Linux only: there a thread's id names the thread alone (elsewhere it could name a
+        # process).
+        if self._nice and sys.platform == "linux":
             try:
                 tid = threading.get_native_id()
                 os.setpriority(os.PRIO_PROCESS, tid,
