@@ -88,7 +88,8 @@ class ConversationCore:
         # speculative transcription on the runner, so neither waits for the other; at a
         # lower CPU priority, so that on a busy machine the transcript, which the answer
         # waits for, comes first (its verdict is needed only by `complete_silence_ms`).
-        # English transcripts came 60-80 ms sooner on two cores (README, Hands-free).
+        # On two cores English transcription took 110-200 ms instead of 150-240 (median
+        # 142 vs 182 ms, one voice bench run each; README, Hands-free).
         self._judge: Runner | InlineRunner | None = None
         if assistant.end_of_turn is not None:
             self._judge = self._runner if inline else Runner(name="end-of-turn", nice=10)
