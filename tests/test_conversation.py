@@ -10,6 +10,7 @@ that too, twenty times in a row.
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import pytest
@@ -304,6 +305,59 @@ def test_nothing_of_a_cancelled_answer_plays_after_a_barge_in_between_synthesis_
     h.probe.turn(60)
     assert voices.stopped_at is not None
     assert len(h.speaker.heard_between(voices.stopped_at)) == 0
+
+
+class _SlowVoice:
+    """The real espeak-ng voice, taking 0.2 s longer per piece; logs when it works."""
+
+    def __init__(self, inner, log: list) -> None:
+        self._inner, self._log = inner, log
+        self.sample_rate, self.name = inner.sample_rate, inner.name
+
+    def voice(self, language=None):  # noqa: ARG002
+        return self
+
+    def synthesize(self, text: str) -> np.ndarray:
+        self._log.append(("synthesising", text))
+        time.sleep(0.2)
+        audio = self._inner.synthesize(text)
+        self._log.append(("synthesised", text))
+        return audio
+
+
+def test_the_model_holds_back_while_the_first_piece_is_synthesised(tmp_path):
+    from harness_parts import _Voices
+
+    log: list = []
+    def token() -> None:  # a word every 10 ms, as a small model writes on two cores
+        log.append(("token", ""))
+        time.sleep(0.01)
+
+    models = ScriptedModels(reply=lambda q: STORY, on_chunk=token)
+    h = make_harness(tmp_path, models=models)
+    h.core.assistant.voices = _SlowVoice(_Voices().voice(), log)
+    h.core.ask(typed("Tell me a story."))
+    h.core.pump()
+    turn = h.probe.turn(60)
+    assert turn["reply"].strip() == STORY
+    kinds = [k for k, _ in log]
+    first = kinds.index("synthesising")
+    # Nothing more is written while the first piece is synthesised…
+    assert kinds[first + 1] == "synthesised", log[first:first + 4]
+    # …and the rest of the reply is written after it, while it plays (not held to the end).
+    later = kinds[first + 2:]
+    assert "token" in later and later.index("token") < later.index("synthesising")
+    assert kinds.count("synthesising") == 3  # the story's three sentences, each spoken
+
+    # A short first piece is over before the next could be ready: the model does not wait.
+    log.clear()
+    models.reply = lambda q: "Of course! " + STORY
+    h.core.ask(typed("Tell me a story."))
+    h.core.pump()
+    h.probe.turn(60)
+    kinds = [k for k, _ in log]
+    assert log[kinds.index("synthesising")] == ("synthesising", "Of course!")
+    assert kinds[kinds.index("synthesising") + 1] == "token"
 
 
 def test_bad_requests_get_a_reason_and_other_turns_go_on(tmp_path):

@@ -2,6 +2,13 @@
 
 A spoken answer is kept to speaking length (`SpokenLimits`): after so many sentences or
 seconds the voice stops, while the whole reply stays in the turn record and the memory.
+
+The first piece of an answer is what the user waits for: while it is synthesised, the model
+that writes the reply holds back (`hold_for_first_piece`), since on a machine with few cores
+the two would share the CPU and the first sound would come later. The rest of the reply is
+written while the first piece plays; a first piece too short to cover that ("Of course!") is not
+waited for, so no gap opens after it (in a gap the room's echo of the next piece can sound
+like the user starting to talk).
 """
 
 from __future__ import annotations
@@ -17,6 +24,12 @@ from sarai.daemon.conversation.stages import Stage, StageClock
 from sarai.models.backend import CancelToken
 
 log = logging.getLogger(__name__)
+
+
+# The longest the reply's writer holds back for the first piece (Piper takes 100-300 ms).
+FIRST_PIECE_HOLD_S = 1.0
+# Only for a first piece this long (about 1.3 s of speech: time to write the next one).
+FIRST_PIECE_HOLD_MIN_CHARS = 20
 
 
 @dataclass(frozen=True)
@@ -42,12 +55,25 @@ class SpeechWorker:
         self.limited = False  # the rest of the reply was not spoken (too long to listen to)
         self.filler_said = False
         self.error: Exception | None = None
+        self._first_said = False
+        self._first_out = threading.Event()  # the first answer piece is synthesised (or dropped)
         self._thread = threading.Thread(target=self._run, name="tts", daemon=True)
         self._thread.start()
 
     def say(self, sentence: str, *, filler: bool = False) -> None:
         self.filler_said = self.filler_said or filler
+        if not filler and not self._first_said:
+            self._first_said = True
+            if len(sentence.strip()) < FIRST_PIECE_HOLD_MIN_CHARS:
+                self._first_out.set()  # over before the next piece could be ready: no hold
         self._queue.put((sentence, filler))
+
+    def hold_for_first_piece(self, timeout: float = FIRST_PIECE_HOLD_S) -> None:
+        """Block while the answer's first piece (if `FIRST_PIECE_HOLD_MIN_CHARS` long) has been
+        said but is not yet synthesised, at most `timeout` seconds; return at once before that
+        piece and after it."""
+        if self._first_said and not self._first_out.is_set():
+            self._first_out.wait(timeout)
 
     def finish(self) -> None:
         """Wait until every sentence said so far has been synthesised and queued."""
@@ -60,9 +86,16 @@ class SpeechWorker:
                     or (lim.max_s and self._seconds >= lim.max_s))
 
     def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            sentence, filler = item
-            self._speak(sentence, filler)
+        try:
+            while (item := self._queue.get()) is not None:
+                sentence, filler = item
+                try:
+                    self._speak(sentence, filler)
+                finally:
+                    if not filler:
+                        self._first_out.set()
+        finally:
+            self._first_out.set()
 
     def _speak(self, sentence: str, filler: bool) -> None:
         if self.error is not None or self._cancel.cancelled:

@@ -343,5 +343,6 @@ class Assistant:
             if speech is not None:
                 for sentence in splitter.feed(chunk):
                     speech.say(sentence)
+                speech.hold_for_first_piece()  # the next token waits for the first sound
             if cancel.cancelled:
                 break
