@@ -9,8 +9,10 @@ that too, twenty times in a row.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
+import weakref
 
 import numpy as np
 import pytest
@@ -358,6 +360,33 @@ def test_the_model_holds_back_while_the_first_piece_is_synthesised(tmp_path):
     kinds = [k for k, _ in log]
     assert log[kinds.index("synthesising")] == ("synthesising", "Of course!")
     assert kinds[kinds.index("synthesising") + 1] == "token"
+
+
+def test_what_a_turn_left_in_reference_cycles_is_freed_once_it_is_over(tmp_path):
+    """Python frees objects in reference cycles only at a full collection, which a long-lived
+    process seldom runs; the core runs one after every turn (automatic collection is off
+    here, so nothing else can have freed them)."""
+
+    class Cycle:
+        pass
+
+    made: list[weakref.ref] = []
+
+    def chunk() -> None:  # e.g. a replaced microphone stream: its callback refers back to it
+        c = Cycle()
+        c.me, c.buffer = c, np.zeros(250_000, np.float32)
+        made.append(weakref.ref(c))
+
+    h = make_harness(tmp_path, models=ScriptedModels(on_chunk=chunk))
+    gc.collect()
+    gc.disable()
+    try:
+        h.core.ask(typed("Hello there, how are you?"))
+        h.core.pump()
+        h.probe.turn(30)
+        assert made and not [r for r in made if r() is not None]
+    finally:
+        gc.enable()
 
 
 def test_bad_requests_get_a_reason_and_other_turns_go_on(tmp_path):

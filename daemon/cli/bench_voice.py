@@ -227,6 +227,7 @@ def _run(args: argparse.Namespace, ctx: Context, room: PulseRoom) -> int:
         listener.loop.start()
         try:
             listener.settle()
+            memory.settle()  # as `sarai run` does once it is listening
             _say(f"Measuring idle CPU for {args.idle_s:g} s…")
             idle = _idle_cpu(args.idle_s)
             turns = []

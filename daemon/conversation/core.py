@@ -610,8 +610,10 @@ class ConversationCore:
                 self.assistant.prime_after(tier, language, after=rec, cancel=token)
                 if not token.cancelled:
                     # A turn's buffers (audio, Whisper's, the decode's) are free again: hand
-                    # their pages back, or glibc keeps them and the daemon only grows.
-                    memory.trim()
+                    # their pages back, or glibc keeps them and the daemon only grows; and
+                    # free what sits in reference cycles now, not at Python's next full
+                    # collection (see memory.release_freed).
+                    memory.release_freed()
             finally:
                 self.post(m.Primed(turn_id))
 

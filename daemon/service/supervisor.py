@@ -30,6 +30,7 @@ from sarai.daemon.service.notify import Notifier
 from sarai.daemon.service.parts import Restarter, VoicePart
 from sarai.daemon.service.residency import DaemonResidency, ResidencyView
 from sarai.daemon.service.turn_log import TurnLog
+from sarai.models import memory
 from sarai.models.errors import ModelError
 from sarai.models.settings import Tier
 
@@ -101,6 +102,7 @@ class Daemon:
             self._start_parts()
             self._await_microphone()
             if not self._stop.is_set():
+                memory.settle()  # what is loaded stays: later collections skip it
                 self.notifier.ready(self.status_line())
                 log.info("ready (pid %d, state %s)", os.getpid(), self.state)
                 self._supervise()
