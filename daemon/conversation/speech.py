@@ -86,16 +86,13 @@ class SpeechWorker:
                     or (lim.max_s and self._seconds >= lim.max_s))
 
     def _run(self) -> None:
-        try:
-            while (item := self._queue.get()) is not None:
-                sentence, filler = item
-                try:
-                    self._speak(sentence, filler)
-                finally:
-                    if not filler:
-                        self._first_out.set()
-        finally:
-            self._first_out.set()
+        while (item := self._queue.get()) is not None:
+            sentence, filler = item
+            try:
+                self._speak(sentence, filler)
+            finally:
+                if not filler:
+                    self._first_out.set()
 
     def _speak(self, sentence: str, filler: bool) -> None:
         if self.error is not None or self._cancel.cancelled:
