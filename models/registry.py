@@ -502,7 +502,19 @@ class ModelRegistry:
         Pinned models stay unless `force`; a reply in progress is waited for (`wait_s`)."""
         keys = {self.key(tier, False), self.key(tier, True)}
         return any([self.residency.unload(k, force=force, reason=f"unloaded ({tier})",
-                                          wait_s=wait_s) for k in sorted(keys)])
+                                          wait_s=wait_s, serves=self._served_by(k))
+                    for k in sorted(keys)])
+
+    def _served_by(self, key: str) -> list[Tier]:
+        """The tiers whose model is the resident `key` (e.g. starter tiers sharing one file)."""
+        out = []
+        for t in Tier:
+            try:
+                if key in (self.key(t, False), self.key(t, True)):
+                    out.append(t)
+            except ModelError:
+                continue
+        return out
 
     def pin(self, tier: Tier, pinned: bool | None = True) -> ResidentInfo:
         """Pin the tier's model (loading it first), unpin it (False) or restore the config's

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -421,8 +421,9 @@ class ResidencyManager:
     # --- unloading -----------------------------------------------------------------------
 
     def unload(self, key: str, *, force: bool = False, reason: str = "unloaded on request",
-               wait_s: float = 30.0) -> bool:
+               wait_s: float = 30.0, serves: Iterable[Tier] = ()) -> bool:
         """Unload `key`; False if it is not resident. A pinned resident stays unless `force`.
+        `serves`: tiers the caller knows run on it (named in the errors, used or not yet).
 
         A reply in progress is never cut off (freeing a llama.cpp model under a running decode
         would crash): this waits up to `wait_s` for it to finish, then raises ModelError.
@@ -435,11 +436,12 @@ class ResidencyManager:
                     return False
                 if e.state is ResidentState.RESIDENT:
                     if not force and e.pinned:
-                        raise ModelError(f"{_label(e)} is pinned; unpin it first")
+                        raise ModelError(f"{_label(e, serves)} is pinned; unpin it first")
                     if e.users == 0:
                         break
                     if time.monotonic() >= deadline:
-                        raise ModelError(f"{_label(e)} is still answering; not unloaded")
+                        raise ModelError(f"{_label(e, serves)} is still answering; not "
+                                         "unloaded")
                 self._cond.wait(max(deadline - time.monotonic(), 0.01))
             e.state = ResidentState.UNLOADING
         self._unload_entry(e, reason)
@@ -588,8 +590,8 @@ class ResidencyManager:
         self._timer.join(timeout=5)
 
 
-def _label(e: _Entry) -> str:
-    tiers = ", ".join(sorted(e.tiers))
+def _label(e: _Entry, serves: Iterable[Tier] = ()) -> str:
+    tiers = ", ".join(sorted(e.tiers | set(serves)))
     return f"{e.name} ({tiers})" if tiers else e.name
 
 

@@ -65,6 +65,10 @@ def test_pinned_tier_is_preloaded_and_never_evicted_or_unloaded(tmp_path, smollm
             with pytest.raises(ModelUnavailable, match="cannot be unloaded now"):
                 tight.backend(Tier.OMNI_QUALITY)
             assert tight.is_loaded(Tier.OMNI_FAST)
+            # tiny runs on the same file and context (never asked for yet): the refusal
+            # names both tiers, so whoever asked to unload tiny learns why it stays
+            with pytest.raises(ModelError, match=r"\(omni_fast, tiny\) is pinned"):
+                tight.unload(Tier.TINY)
         finally:
             tight.close()
     finally:
