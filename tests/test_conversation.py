@@ -109,6 +109,22 @@ def own_echo_is_not_the_user(tmp):
             "heard_s": round(sum(len(b) for _, b in h.speaker.heard) / 16000)}
 
 
+def late_echo_of_its_last_words(tmp, heard_as: str):
+    """The room gives SARAi's voice back 1.2 s late (past the 0.6 s the echo window allows):
+    the end of its answer reaches the microphone after it stopped, and the transcriber hears
+    `heard_as` in it. (Half duplex, so that the late echo of the rest of the answer is not
+    taken for the user talking over it.)"""
+    h = make_harness(tmp, yaml="listen:\n  barge_in: false\n", echo_gain=0.8,
+                     echo_delay_s=1.2,
+                     models=ScriptedModels(reply=lambda q: "The sea is blue. Good night."))
+    h.core.assistant.transcriber.learn(silence(1.0), heard_as)
+    h.core.ask(typed("Tell me about the sea."))
+    h.core.pump()
+    h.feed(silence(8.0))
+    h.silence(3.0)
+    return {"turns": [(t["transcript"], t["outcome"]) for t in h.probe.turns()]}
+
+
 def recorded_question_in_a_silent_room(tmp):  # noqa: ARG001
     """A recorded question (a person's voice, with the line's faint noise between the words)
     right after the microphone opens, in a digitally silent room (a null sink), then a long
@@ -175,6 +191,16 @@ def test_its_own_echo_is_not_taken_for_the_user(tmp_path):
     # Not even paused for a moment: its own voice never looked like the user talking over it.
     assert s["paused_frames"] == 0
     assert s["heard_s"] >= 8  # the whole answer was heard
+
+
+def test_its_own_last_words_coming_back_late_are_not_a_turn(tmp_path, caplog):
+    caplog.set_level(logging.INFO, "sarai.daemon.conversation.core")
+    s = late_echo_of_its_last_words(tmp_path, "Good night.")
+    assert s["turns"] == [("Tell me about the sea.", "done")]
+    assert "SARAi's own last words came back" in caplog.text
+    # What it checks is the words: anything else heard there is the user's turn.
+    s = late_echo_of_its_last_words(tmp_path, "What time is it?")
+    assert s["turns"][:2] == [("Tell me about the sea.", "done"), ("What time is it?", "done")]
 
 
 def test_the_quiet_moments_of_a_question_are_not_replayed_under_the_answer(tmp_path, caplog):

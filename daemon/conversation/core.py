@@ -33,6 +33,7 @@ from sarai.audio.wav_output import WavOutput
 from sarai.daemon.config import ListenSettings
 from sarai.daemon.conversation import messages as m
 from sarai.daemon.conversation.endpoint import looks_complete
+from sarai.daemon.conversation.own_words import said_again
 from sarai.daemon.conversation.phases import Turn, TurnPhase
 from sarai.daemon.conversation.record import TurnRecord
 from sarai.daemon.conversation.requests import Origin, RequestError, Source, TurnRequest
@@ -110,6 +111,7 @@ class ConversationCore:
         self._turn_error: str | None = None  # why the last turn had no answer
         self._turn_error_until = 0.0
         self._follow_up_until = 0.0
+        self._said = ""  # the last answer heard on the speaker (its spoken words)
         self._prime_cancel: CancelToken | None = None
         start = mode or listen.mode
         self._unmuted = ListenMode.ALWAYS if start is ListenMode.MUTED else start
@@ -262,7 +264,8 @@ class ConversationCore:
     def _on_Paused(self, msg: m.Paused) -> None:
         self._maybe_warm_up(msg.utterance)
         if self._speculative() is None and self._talking() is None and self._listening():
-            self._start_voice_turn(msg.utterance, speculative=True)
+            self._start_voice_turn(msg.utterance, speculative=True,
+                                   near_answer=msg.near_answer)
 
     def _on_Resumed(self, msg: m.Resumed) -> None:  # noqa: ARG002
         turn = self._speculative()
@@ -283,7 +286,7 @@ class ConversationCore:
             if turn.written is not None:
                 self._on_written(turn)
             return
-        self._start_voice_turn(msg.utterance, speculative=False)
+        self._start_voice_turn(msg.utterance, speculative=False, near_answer=msg.near_answer)
 
     def _on_BargeIn(self, msg: m.BargeIn) -> None:
         turn = self._turns.get(msg.turn)
@@ -394,9 +397,15 @@ class ConversationCore:
 
     def _on_Transcribed(self, msg: m.Transcribed) -> None:
         turn = self._turns.get(msg.turn)
-        if turn is not None:
-            turn.text_complete = looks_complete(msg.text)
-            self._verdict(turn)
+        if turn is None:
+            return
+        if turn.near_answer and said_again(msg.text, self._said):
+            log.info("ignored %r: SARAi's own last words came back into the microphone",
+                     msg.text)
+            self._drop(turn, "it was SARAi's own voice")
+            return
+        turn.text_complete = looks_complete(msg.text)
+        self._verdict(turn)
 
     def _on_TurnEndHeard(self, msg: m.TurnEndHeard) -> None:
         turn = self._turns.get(msg.turn)
@@ -430,6 +439,8 @@ class ConversationCore:
     def _on_written(self, turn: Turn) -> None:
         rec = turn.written
         assert rec is not None
+        if turn.audible:  # talked over or not, what was said may come back
+            self._said = rec.spoken or rec.reply
         if rec.tier and not turn.cancel.cancelled:
             turn.priming = True
             self._prime(turn.id, Tier(rec.tier), rec)
@@ -476,13 +487,15 @@ class ConversationCore:
         self._announce(turn)
         return turn
 
-    def _start_voice_turn(self, utt: Utterance, speculative: bool) -> None:
+    def _start_voice_turn(self, utt: Utterance, speculative: bool, *,
+                          near_answer: bool = False) -> None:
         push = self._view.mode is ListenMode.PUSH
         req = TurnRequest(Source.PUSH if push else Source.VOICE, Origin.MICROPHONE,
                           utterance=utt)
         needs_wake = (self._view.mode is ListenMode.WAKE
                       and self.clock.now() > self._follow_up_until)
         turn = self._new_turn(req, zero=utt.speech_end_at, needs_wake=needs_wake)
+        turn.near_answer = near_answer
         log.debug("turn %d: %.1f s of sound (speech from %.1f s to %.1f s of the stream)%s",
                   turn.id, utt.duration_s, utt.start_s, utt.end_s,
                   ", at a pause" if speculative else "")

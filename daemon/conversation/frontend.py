@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 # this long back: the room's reverberation keeps an echo going for a few hundred ms after the
 # sound that caused it, and AEC3 lets more of it through as it dies away.
 _ECHO_WINDOW_MS = 300
+# Speech that begins this soon after SARAi's voice or its echo may have been heard is checked
+# against what SARAi said (see ConversationCore): an echo that came back later than expected,
+# or a residue the gate let through, is SARAi's own words.
+_OWN_VOICE_GRACE_S = 1.0
 # After SARAi pauses for a possible barge-in, AEC3 keeps holding down what it hears for up to
 # a few hundred ms (it expects the loudspeaker's echo to ring on): the candidate gets that long
 # before the answer resumes.
@@ -101,6 +105,8 @@ class FrontEnd:
         self._releases = 0  # push-to-talk releases seen
         self._speaking = False
         self._live = False  # audio has arrived since the microphone (re)opened
+        self._busy_at = float("-inf")  # capture time of the last frame heard while busy
+        self._near_answer = False  # the speech now heard began while SARAi may be heard
 
     @property
     def frame_ms(self) -> int:
@@ -130,6 +136,8 @@ class FrontEnd:
             return
         self._releases = view.push_releases
         busy = self.busy(captured_at)
+        if busy:
+            self._busy_at = captured_at
         if not busy and self._seg.state is VadState.SILENCE:
             # Only between turns: quiet moments inside speech are the speaker's, and replayed
             # under an answer they sound like speech again.
@@ -144,9 +152,11 @@ class FrontEnd:
         else:
             passed = True
         self._watch_barge_in(cleaned, passed, captured_at, busy)
+        if self._seg.state is VadState.SILENCE:
+            self._near_answer = captured_at - self._busy_at < _OWN_VOICE_GRACE_S
         for ev in self._seg.push_events(frame, captured_at):
             if ev.kind is SegmentKind.PAUSE and ev.utterance is not None:
-                self._post(m.Paused(ev.utterance))
+                self._post(m.Paused(ev.utterance, self._near_answer))
             elif ev.kind is SegmentKind.RESUME:
                 self._post(m.Resumed())
             elif ev.kind is SegmentKind.END and ev.utterance is not None:
@@ -178,7 +188,7 @@ class FrontEnd:
             # An answer is being heard and nobody talked over it: this is its own echo.
             log.info("ignored %.1f s of sound heard during the answer", utt.duration_s)
             return
-        self._post(m.Ended(utt))
+        self._post(m.Ended(utt, self._near_answer))
 
     def _passes_gate(self, cleaned: np.ndarray, captured_at: float) -> bool:
         """Whether the canceller's output may be the user, not what is left of SARAi's voice

@@ -38,6 +38,7 @@ class SpeechState(Message):
 @dataclass(frozen=True)
 class Paused(Message):
     utterance: Utterance  # the speech so far: it may be the whole turn
+    near_answer: bool = False  # it began while SARAi's voice or its echo may have been heard
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class Resumed(Message):
 @dataclass(frozen=True)
 class Ended(Message):
     utterance: Utterance
+    near_answer: bool = False  # it began while SARAi's voice or its echo may have been heard
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,7 @@ class Turn:
     cut: bool = False  # its audio was cut off by the output device, not by the user
     why: str = ""  # why it was dropped
     needs_wake: bool = False  # it must start with a wake phrase to be answered
+    near_answer: bool = False  # its speech began while SARAi's voice may have been heard
     future: Future[TurnRecord] | None = None  # a typed turn's asker waits on this
     file_output: WavOutput | None = None  # its answer goes into a file, closed at the end
 
