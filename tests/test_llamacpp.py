@@ -1,6 +1,8 @@
 """Real llama-cpp-python inference on the starter GGUF files."""
 
 import gc
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -182,23 +184,35 @@ def test_a_second_reply_in_the_same_thread_is_an_error_not_a_deadlock(smol):
     assert not smol.busy
 
 
-def _kept_by_a_long_conversation(path, n_ubatch):
-    """RssAnon (MB) that a 1,400-token conversation leaves behind in a fresh context."""
-    from sarai.models import memory
+_KEPT = """
+import sys
+from pathlib import Path
+from sarai.models import memory
+from sarai.models.backend import Message
+from sarai.models.llamacpp import LlamaCppBackend
 
-    b = LlamaCppBackend(path, n_ctx=2048, threads=2, n_ubatch=n_ubatch)
-    try:
-        memory.trim()
-        loaded = memory.sample().anon_mb
-        history = [Message("user" if i % 2 == 0 else "assistant",
-                           f"Turn {i}: the weather was fine and the garden kept growing.")
-                   for i in range(99)]
-        list(b.stream(history, max_tokens=1, temperature=0.0))
-        assert b._llm.n_tokens > 1400
-        memory.trim()
-        return memory.sample().anon_mb - loaded
-    finally:
-        b.close()
+b = LlamaCppBackend(Path(sys.argv[1]), n_ctx=2048, threads=2, n_ubatch=int(sys.argv[2]))
+memory.trim()
+loaded = memory.sample().anon_mb
+history = [Message("user" if i % 2 == 0 else "assistant",
+                   f"Turn {i}: the weather was fine and the garden kept growing.")
+           for i in range(99)]
+list(b.stream(history, max_tokens=1, temperature=0.0))
+assert b._llm.n_tokens > 1400
+memory.trim()
+print(memory.sample().anon_mb - loaded)
+b.close()
+"""
+
+
+def _kept_by_a_long_conversation(path, n_ubatch):
+    """RssAnon (MB) that a 1,400-token conversation leaves behind in a fresh context. Each
+    is measured in a process of its own: in one that earlier tests used, the allocator may
+    already hold freed memory that the conversation reuses, and then it shows as nothing."""
+    r = subprocess.run([sys.executable, "-c", _KEPT, str(path), str(n_ubatch)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return float(r.stdout.strip().splitlines()[-1])
 
 
 def test_a_long_conversation_leaves_little_memory_behind(smollm2):
