@@ -10,20 +10,17 @@ gate let through, is a run of SARAi's last words.
 from __future__ import annotations
 
 import difflib
-import re
+
+from sarai.daemon.conversation.wake import plain_words
 
 TAIL_WORDS = 30  # how far back in the answer an echo can come from
 MIN_WORDS = 2  # a single word ("yes", "no") may well be the user's, so it is never matched
 MATCH_RATIO = 0.8  # how alike the transcript and a run of the answer must be (ASR slips)
 
 
-def _words(text: str) -> list[str]:
-    return re.findall(r"\w+", text.lower())
-
-
 def said_again(transcript: str, said: str) -> bool:
     """The transcript is (nearly word for word) a run of the last words of `said`."""
-    heard, tail = _words(transcript), _words(said)[-TAIL_WORDS:]
+    heard, tail = plain_words(transcript), plain_words(said)[-TAIL_WORDS:]
     if len(heard) < MIN_WORDS or len(tail) < len(heard) - 1:
         return False
     n = len(heard)

@@ -13,7 +13,8 @@ from difflib import SequenceMatcher
 _WORD = re.compile(r"[a-z0-9ñ]+")
 
 
-def _norm(text: str) -> list[str]:
+def plain_words(text: str) -> list[str]:
+    """The words of a transcript, lower case, without accents or punctuation."""
     text = unicodedata.normalize("NFKD", text.lower())
     text = "".join(ch for ch in text if not unicodedata.combining(ch))
     return _WORD.findall(text)
@@ -22,10 +23,10 @@ def _norm(text: str) -> list[str]:
 def match_wake(transcript: str, phrases: tuple[str, ...] | list[str],
                threshold: float = 0.75) -> tuple[bool, str]:
     """(True, the rest of the request) if the transcript starts with a wake phrase."""
-    words = _norm(transcript)
+    words = plain_words(transcript)
     raw = re.findall(r"\S+", transcript)
     for phrase in phrases:
-        target = " ".join(_norm(phrase))
+        target = " ".join(plain_words(phrase))
         n = len(target.split())
         # The name may be split in two ("sara i") or merged, so try n-1 … n+1 words.
         scored = [
