@@ -500,17 +500,20 @@ class ModelRegistry:
     def unload(self, tier: Tier, *, force: bool = False, wait_s: float = 30.0) -> bool:
         """Unload the tier's model (both context sizes); False when nothing was resident.
         Pinned models stay unless `force`; a reply in progress is waited for (`wait_s`)."""
-        keys = {self.key(tier, False), self.key(tier, True)}
         return any([self.residency.unload(k, force=force, reason=f"unloaded ({tier})",
                                           wait_s=wait_s, serves=self._served_by(k))
-                    for k in sorted(keys)])
+                    for k in sorted(self._keys(tier))])
+
+    def _keys(self, tier: Tier) -> set[str]:
+        """The tier's residency keys, at both context sizes."""
+        return {self.key(tier, False), self.key(tier, True)}
 
     def _served_by(self, key: str) -> list[Tier]:
         """The tiers whose model is the resident `key` (e.g. starter tiers sharing one file)."""
         out = []
         for t in Tier:
             try:
-                if key in (self.key(t, False), self.key(t, True)):
+                if key in self._keys(t):
                     out.append(t)
             except ModelError:
                 continue
