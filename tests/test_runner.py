@@ -40,3 +40,29 @@ def test_jobs_run_in_priority_order():
     gate.set()
     assert runner.close()
     assert order == [Priority.VOICE, Priority.TURN, Priority.BACKGROUND]
+
+
+def test_an_inline_job_that_sleeps_in_virtual_time_goes_on_when_that_time_has_come():
+    from sarai.audio.virtual import VirtualClock
+    from sarai.daemon.conversation.runner import InlineRunner
+
+    clock = VirtualClock(start=0.0)
+    runner = InlineRunner(clock)
+    order: list[str] = []
+
+    def slow() -> None:
+        order.append("slow starts")
+        runner.sleep(0.5)
+        order.append(f"slow goes on at {clock.now():.1f}")
+
+    runner.submit(slow, Priority.VOICE)
+    runner.submit(lambda: order.append("next"), Priority.VOICE)
+    assert runner.run_pending()  # starts the slow job, which falls asleep
+    assert order == ["slow starts"]
+    clock.advance(0.3)
+    assert not runner.run_pending()  # not yet; and nothing else starts meanwhile
+    clock.advance(0.3)
+    assert runner.run_pending()
+    assert order == ["slow starts", "slow goes on at 0.6"]
+    assert runner.run_pending() and order[-1] == "next"
+    assert not runner.run_pending()

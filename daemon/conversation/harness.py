@@ -33,6 +33,7 @@ from sarai.audio.virtual import MemorySpeaker, VirtualClock
 from sarai.daemon.config import EchoMode, ListenSettings
 from sarai.daemon.conversation.core import ConversationCore
 from sarai.daemon.conversation.frontend import FrontEnd
+from sarai.daemon.conversation.runner import InlineRunner
 from sarai.daemon.conversation.turn import Assistant
 from sarai.daemon.events import Event, EventKind, ListenMode, State
 from sarai.models.backend import CancelToken, Message
@@ -59,13 +60,16 @@ class _Resolved:
 class ScriptedModels:
     """Stand-in for the model registry and its backends: every tier answers with
     `reply(question)`, a few words at a time; `on_chunk` runs as each is sent, and every
-    prompt is kept in `prompts`."""
+    prompt is kept in `prompts`. `think_s`: how long it takes to start an answer (virtual
+    time, in the VoiceHarness, which sets `sleep`)."""
 
     reply: Callable[[str], str] = lambda q: f"You said {q}"
     on_chunk: Callable[[], None] | None = None
     prompts: list[list[Message]] = field(default_factory=list)
     name: str = "scripted"
     max_tokens: int = 200
+    think_s: float = 0.0
+    sleep: Callable[[float], None] | None = None
 
     def is_loaded(self, tier, **kw) -> bool:  # noqa: ARG002
         return True
@@ -100,6 +104,8 @@ class ScriptedModels:
         self.prompts.append(list(messages))
         if max_tokens <= 1:
             return  # priming / warm-up: reading the prompt only
+        if self.think_s and self.sleep is not None:
+            self.sleep(self.think_s)
         for word in self.reply(messages[-1].content).split(" "):
             if cancel is not None and cancel.cancelled:
                 return
@@ -199,8 +205,11 @@ class VoiceHarness:
                  speaker_latency_s: float = 0.02) -> None:
         self.clock = VirtualClock()
         self.probe = EventProbe(advance=self.silence)
+        runner = InlineRunner(self.clock)
+        if isinstance(assistant.registry, ScriptedModels):
+            assistant.registry.sleep = runner.sleep  # its thinking time passes in this clock
         self.core = ConversationCore(assistant, listen, self.probe, clock=self.clock,
-                                     inline=True, mode=mode)
+                                     inline=runner, mode=mode)
         self.echo = canceller or EchoCanceller(
             EchoTiming(warmup_s=listen.echo_warmup_s, deaf_s=listen.echo_deaf_s),
             cancel=listen.echo_cancel in (EchoMode.AUTO, EchoMode.WEBRTC))
