@@ -244,10 +244,12 @@ class HeldSink:
 
     Used for speculative turns: work starts at a short pause, but nothing is heard unless the
     pause turns out to be the end of the turn. The sink it passes audio to is attached when
-    the work starts (`attach`), which may be before or after the decision.
+    the work starts (`attach`), which may be before or after the decision. `on_first` is
+    called when the first piece arrives (on the thread that plays it).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_first: Callable[[], None] | None = None) -> None:
+        self._on_first = on_first  # called once, when the first piece of audio arrives
         self._sink: AudioSink | None = None
         self._held: list[tuple[np.ndarray, int, Notify | None]] = []
         self._lock = threading.Lock()
@@ -266,11 +268,16 @@ class HeldSink:
         with self._lock:
             if self._discarded:
                 return
+            first, self._on_first = self._on_first, None
             if not self._released or self._sink is None:
                 self._held.append((samples, sample_rate, on_heard))
-                return
-            sink = self._sink
-        sink.play(samples, sample_rate, on_heard)
+                sink = None
+            else:
+                sink = self._sink
+        if sink is not None:
+            sink.play(samples, sample_rate, on_heard)
+        if first is not None:
+            first()
 
     @property
     def waiting(self) -> int:

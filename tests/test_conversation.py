@@ -64,8 +64,26 @@ def speculation_dropped_when_the_user_goes_on(tmp):
             "heard": len(h.speaker.heard) > 0}
 
 
-def held_audio_released_at_the_end(tmp, text: str):
-    h = make_harness(tmp)
+def finished_sentence_then_more(tmp, pause_s: float, think_s: float):
+    """A finished question, a pause long enough for an early end, then more of the same turn;
+    the answer takes `think_s` to start after the speculative start."""
+    h = make_harness(tmp, models=ScriptedModels(think_s=think_s))
+    first = _say(h, tmp, "What time is it?")
+    rest = spoken("And will it rain in the evening?", tmp)
+    whole = np.concatenate([first, silence(pause_s), rest])
+    h.core.assistant.transcriber.learn(whole, "What time is it? And will it rain in the"
+                                              " evening?")
+    h.feed(np.concatenate([silence(0.3), whole]))
+    ended = h.now
+    h.probe.turn(30)
+    h.probe.no_turn(2.0)
+    return {"turns": [(t["transcript"], t["outcome"]) for t in h.probe.turns()],
+            "phases": sorted(_turn_phases(h).values()),
+            "heard_before_end": len(h.speaker.heard_between(0, ended))}
+
+
+def held_audio_released_at_the_end(tmp, text: str, think_s: float = 0.0):
+    h = make_harness(tmp, models=ScriptedModels(think_s=think_s))
     h.feed(np.concatenate([silence(0.3), _say(h, tmp, text)]))
     turn = h.probe.turn(30)
     return {"transcript": turn["transcript"], "phases": _turn_phases(h)[turn["id"]],
@@ -144,6 +162,7 @@ def recorded_question_in_a_silent_room(tmp):  # noqa: ARG001
 SCENARIOS = {
     "speculation": speculation_dropped_when_the_user_goes_on,
     "held": lambda tmp: held_audio_released_at_the_end(tmp, "What is your name?"),
+    "went_on": lambda tmp: finished_sentence_then_more(tmp, 0.55, 0.6),
     "barge_in": barge_in_pause_resume_interrupt,
     "echo": own_echo_is_not_the_user,
     "silent_room": recorded_question_in_a_silent_room,
@@ -170,6 +189,32 @@ def test_held_audio_plays_at_once_when_the_pause_was_the_end(tmp_path):
     # A finished question ends at complete_silence_ms (400) of silence; the answer was
     # ready by then, so it is heard one frame and the device latency later.
     assert 400 <= s["first_answer_audio"] <= 520, s
+
+
+def test_a_finished_sentence_ends_the_turn_when_its_answer_is_ready(tmp_path):
+    # The answer starts 350 ms after the speculative start (at 150 ms of silence): the turn
+    # ends then, not at complete_silence_ms, and not at the full 700 ms either.
+    s = held_audio_released_at_the_end(tmp_path, "What is your name?", think_s=0.35)
+    assert s["phases"] == ["heard", "speculating", "answering", "speaking", "done"]
+    assert 500 <= s["first_answer_audio"] <= 640, s
+    # Slower than the full silence: the full silence ends it, and the answer plays when ready.
+    s = held_audio_released_at_the_end(tmp_path, "What is your name?", think_s=0.9)
+    assert s["phases"] == ["heard", "speculating", "answering", "speaking", "done"]
+    assert 1050 <= s["first_answer_audio"] <= 1190, s
+
+
+def test_going_on_before_the_answer_is_ready_keeps_one_turn(tmp_path):
+    """A pause after a finished sentence that outlasts complete_silence_ms, but not the time
+    the answer takes to start: the user who goes on is not cut off."""
+    s = finished_sentence_then_more(tmp_path, pause_s=0.55, think_s=0.6)
+    assert s["turns"] == [("What time is it? And will it rain in the evening?", "done")], s
+    assert ["heard", "speculating", "dropped"] in s["phases"]
+    assert s["heard_before_end"] == 0
+    # An answer that is ready when the pause has lasted complete_silence_ms ends the turn
+    # there, and is heard: what follows is not part of it.
+    s = finished_sentence_then_more(tmp_path, pause_s=0.55, think_s=0.0)
+    assert s["turns"][0][0] == "What time is it?", s
+    assert s["heard_before_end"] > 0
 
 
 def test_a_phrase_that_trails_off_waits_for_the_full_silence(tmp_path):

@@ -66,6 +66,7 @@ class View:
     answering: int | None = None  # a committed turn whose answer is being written or heard
     speculative: int | None = None  # a turn being answered at a pause, audio held
     speculative_complete: bool = False  # …whose transcript reads as a finished sentence
+    committed: int = 0  # the latest turn committed: its utterance is being answered
     turns: int = 0  # turns answered
     stopping: bool = False
 
@@ -76,7 +77,7 @@ class ConversationCore:
     to read."""
 
     def __init__(self, assistant: Assistant, listen: ListenSettings, emit: Emit, *,
-                 clock: Clock = MONOTONIC, inline: bool = False,
+                 clock: Clock = MONOTONIC, inline: bool | InlineRunner = False,
                  mode: ListenMode | None = None, history_size: int = 50,
                  vad: VadSettings | None = None) -> None:
         self.assistant = assistant
@@ -84,7 +85,9 @@ class ConversationCore:
         self._vad = vad  # how an audio attachment is checked for speech (default settings)
         self._emit = emit
         self.clock = clock
-        self._runner: Runner | InlineRunner = InlineRunner() if inline else Runner()
+        self._runner: Runner | InlineRunner = (
+            inline if isinstance(inline, InlineRunner)
+            else InlineRunner() if inline else Runner())
         # The end-of-turn model judges a pause on a small worker of its own, beside the
         # speculative transcription on the runner, so neither waits for the other; at a
         # lower CPU priority, so that on a busy machine the transcript, which the answer
@@ -94,13 +97,14 @@ class ConversationCore:
         self._judge: Runner | InlineRunner | None = None
         if assistant.end_of_turn is not None:
             self._judge = self._runner if inline else Runner(name="end-of-turn", nice=10)
-        self._inline = inline
+        self._inline = bool(inline)
         self._system: deque[m.Message] = deque()  # interruptions: always taken first
         self._data: deque[m.Message] = deque()
         self._wake = threading.Condition()
         self._ids = itertools.count(1)
         self._turns: dict[int, Turn] = {}  # turns not yet final, by id
         self._history: deque[TurnRecord] = deque(maxlen=history_size)
+        self._answered_from: float | None = None  # start of the utterance last committed
         self._history_view: tuple[TurnRecord, ...] = ()  # what other threads read
         self._output: Output | None = None
         self._loading: str | bool = False  # a turn's model is loading (its tier)
@@ -272,21 +276,52 @@ class ConversationCore:
         if turn is not None:
             self._drop(turn, "the user went on after the pause")
 
+    def _on_EndLikely(self, msg: m.EndLikely) -> None:
+        turn = self._turns.get(msg.turn)
+        if turn is None or not turn.speculative or turn.cancel.cancelled:
+            return
+        turn.end_likely = True
+        if self._answer_ready(turn):
+            self._commit(turn)
+        else:
+            log.debug("turn %d: the end is likely, %.0f ms after the last word; it waits for"
+                      " its answer", turn.id, turn.marks.elapsed_ms())
+
+    def _on_AnswerReady(self, msg: m.AnswerReady) -> None:
+        turn = self._turns.get(msg.turn)
+        if turn is not None and turn.speculative and turn.end_likely \
+                and not turn.cancel.cancelled:
+            self._commit(turn)
+
     def _on_Ended(self, msg: m.Ended) -> None:
         if not self._listening():
             return
         turn = self._speculative()
         if turn is not None and not turn.cancel.cancelled:
-            # The speculative start was right: its held audio plays now.
-            self._advance(turn, TurnPhase.ANSWERING)
-            if turn.held is not None:
-                log.debug("turn %d: the end, %.0f ms after the last word; %d pieces of its"
-                          " answer ready", turn.id, turn.marks.elapsed_ms(), turn.held.waiting)
-                turn.held.release()
-            if turn.written is not None:
-                self._on_written(turn)
+            self._commit(turn)
             return
+        if msg.utterance.start_s == self._answered_from:
+            return  # its turn already ended early, when its answer was ready
         self._start_voice_turn(msg.utterance, speculative=False, near_answer=msg.near_answer)
+
+    @staticmethod
+    def _answer_ready(turn: Turn) -> bool:
+        """A speculative turn's answer has something to say (or is written without a sound)."""
+        return turn.held is None or turn.held.waiting > 0 or turn.written is not None
+
+    def _commit(self, turn: Turn) -> None:
+        """The speculative start was right: the turn is the user's, its held audio plays now.
+        Until this moment a user who goes on loses nothing: nothing was heard, and the
+        utterance carries on as one (see EndLikely)."""
+        self._advance(turn, TurnPhase.ANSWERING)
+        utt = turn.request.utterance
+        self._answered_from = utt.start_s if utt is not None else None
+        if turn.held is not None:
+            log.debug("turn %d: the end, %.0f ms after the last word; %d pieces of its"
+                      " answer ready", turn.id, turn.marks.elapsed_ms(), turn.held.waiting)
+            turn.held.release()
+        if turn.written is not None:
+            self._on_written(turn)
 
     def _on_BargeIn(self, msg: m.BargeIn) -> None:
         turn = self._turns.get(msg.turn)
@@ -435,6 +470,8 @@ class ConversationCore:
         self._loading = False
         if turn.committed:
             self._on_written(turn)
+        elif turn.speculative and turn.end_likely and not turn.cancel.cancelled:
+            self._commit(turn)  # an answer without a sound: nothing more to wait for
 
     def _on_written(self, turn: Turn) -> None:
         rec = turn.written
@@ -500,7 +537,10 @@ class ConversationCore:
                   turn.id, utt.duration_s, utt.start_s, utt.end_s,
                   ", at a pause" if speculative else "")
         if speculative:
-            turn.held = HeldSink()  # its answer is held until the pause proves the end
+            # Its answer is held until the pause proves the end; its first audio may be what
+            # ends the turn (EndLikely).
+            tid = turn.id
+            turn.held = HeldSink(on_first=lambda: self.post(m.AnswerReady(tid)))
             self._advance(turn, TurnPhase.SPECULATING)
             self._hear_end(turn, utt)
         else:
@@ -787,7 +827,8 @@ class ConversationCore:
             v, state=state, message=message,
             answering=talking.id if talking is not None else None,
             speculative=spec.id if spec is not None else None,
-            speculative_complete=bool(spec is not None and spec.complete))
+            speculative_complete=bool(spec is not None and spec.complete),
+            committed=max([v.committed, *(t.id for t in committed)]))
         if (state, message) != (v.state, v.message):
             self._emit(Event(EventKind.STATE, {"state": state.value, "message": message}))
 

@@ -28,7 +28,7 @@ from sarai.audio.vad import SegmentKind, Utterance, UtteranceSegmenter, VadState
 from sarai.daemon.config import ListenSettings
 from sarai.daemon.conversation import messages as m
 from sarai.daemon.conversation.barge_in import BargeAction, BargeInDetector, BargeInTiming
-from sarai.daemon.conversation.core import ConversationCore
+from sarai.daemon.conversation.core import ConversationCore, View
 from sarai.daemon.events import ListenMode
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,7 @@ class FrontEnd:
         self._live = False  # audio has arrived since the microphone (re)opened
         self._busy_at = float("-inf")  # capture time of the last frame heard while busy
         self._near_answer = False  # the speech now heard began while SARAi may be heard
+        self._told_end: int | None = None  # the speculative turn told its end is likely
 
     @property
     def frame_ms(self) -> int:
@@ -161,9 +162,7 @@ class FrontEnd:
                 self._post(m.Resumed())
             elif ev.kind is SegmentKind.END and ev.utterance is not None:
                 self._on_end(ev.utterance)
-        if self._ends_early():
-            for utt in self._seg.flush():
-                self._on_end(utt)
+        self._follow_early_end(self._core.view)
         self._set_speaking(self._seg.state is VadState.SPEECH)
 
     def _post(self, msg: m.Message) -> None:
@@ -174,13 +173,24 @@ class FrontEnd:
             self._speaking = speaking
             self._post(m.SpeechState(speaking))
 
-    def _ends_early(self) -> bool:
-        """The speculative answer's transcript reads as finished and the pause has lasted
-        `complete_silence_ms`: take it as the end of the turn without the full silence."""
+    def _follow_early_end(self, view: View) -> None:
+        """The speculative turn reads and sounds finished and the pause has lasted
+        `complete_silence_ms`: tell the core, which ends the turn as soon as its answer has
+        something to say. The utterance stays open here until then, so a user who goes on
+        before a word of the answer is heard carries on the same turn; once the core has
+        ended it, what is left of its pause is forgotten (its turn is being answered)."""
+        told = self._told_end
+        if told is not None and view.speculative != told:
+            self._told_end = None
+            if view.committed == told and self._seg.state is VadState.SPEECH:
+                self._seg.reset()
+            return
         ms = self._listen.complete_silence_ms
-        view = self._core.view
-        return (ms > 0 and self._seg.state is VadState.SPEECH and self._seg.silence_ms >= ms
-                and view.speculative is not None and view.speculative_complete)
+        if (told is None and ms > 0 and self._seg.state is VadState.SPEECH
+                and self._seg.silence_ms >= ms and view.speculative is not None
+                and view.speculative_complete):
+            self._told_end = view.speculative
+            self._post(m.EndLikely(view.speculative))
 
     def _on_end(self, utt: Utterance) -> None:
         view = self._core.view

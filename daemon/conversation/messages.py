@@ -47,6 +47,15 @@ class Resumed(Message):
 
 
 @dataclass(frozen=True)
+class EndLikely(Message):
+    """The pause after a speculative turn has lasted `listen.complete_silence_ms` and the
+    turn reads and sounds finished: it ends as soon as its answer has something to say, unless
+    the user goes on first (the segmenter's full silence ends it in any case)."""
+
+    turn: int
+
+
+@dataclass(frozen=True)
 class Ended(Message):
     utterance: Utterance
     near_answer: bool = False  # it began while SARAi's voice or its echo may have been heard
@@ -153,6 +162,11 @@ class Dropped(Message):
 @dataclass(frozen=True)
 class Primed(Message):
     turn: int  # the next prompt was read into the model after this turn (or gave way)
+
+
+@dataclass(frozen=True)
+class AnswerReady(Message):
+    turn: int  # a speculative turn's held answer has its first audio
 
 
 @dataclass(frozen=True)

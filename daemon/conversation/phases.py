@@ -70,6 +70,7 @@ class Turn:
     complete: bool = False  # the speaker is done: its words and its sound both say so
     text_complete: bool = False  # its transcript reads as a finished sentence
     heard_complete: bool = False  # the end-of-turn model hears a finished turn
+    end_likely: bool = False  # the pause says done; it ends once its answer has a sound
     barged: bool = False  # the user talked over its answer
     written: TurnRecord | None = None  # the runner's record, once the reply is written
     heard_all: bool = False  # its audio has been heard (or there was none)
