@@ -100,12 +100,13 @@ def test_a_missing_or_broken_model_file_is_one_clear_sentence(tmp_path):
 
 def test_read_speech_with_natural_pauses_is_not_cut_and_ends_sooner(models_dir, recordings):  # noqa: ARG001
     """40 prompts of ten words or more per language, with their natural pauses between
-    sentences (0.15-0.48 s), the real Whisper setup and Smart Turn at every pause: the shipped
-    way of deciding cuts at most 2 turns in 100, and ends finished turns well before the full
-    silence."""
+    sentences (0.15-0.48 s), the real Whisper setup and Smart Turn at every pause: the words
+    and the sound together cut at most 2 turns in 100, and end finished turns well before the
+    full silence. (SARAi then also waits for the answer's first sound, which can only spare
+    more pauses; `sarai bench turn --with-compute` times it.)"""
     from sarai.audio.asr import Transcriber
     from sarai.daemon.cli.bench_turn import (
-        SHIPPED,
+        BOTH,
         Checks,
         build_turns,
         evaluate,
@@ -117,9 +118,9 @@ def test_read_speech_with_natural_pauses_is_not_cut_and_ends_sooner(models_dir, 
     cfg = load_config(None)
     dirs = {n: starter.CATALOGUE[n].path(models_dir) for n in ("whisper-tiny-en", "whisper-base")}
     asr = Transcriber(cfg.audio.asr, dirs)
-    checks = Checks(lambda s: asr.transcribe(s).text,
+    checks = Checks(asr.transcribe,
                     SmartTurn(starter.CATALOGUE["smart-turn-v3.2"].path(models_dir)),
-                    cfg.audio.vad, cfg.listen.speculate_pause_ms)
+                    cfg.audio.vad, cfg.listen.speculate_pause_ms, cfg.listen.turn_model_threshold)
     ways = policies(cfg)
     rng = np.random.default_rng(3)
     for lang in ("en", "es"):
@@ -127,9 +128,33 @@ def test_read_speech_with_natural_pauses_is_not_cut_and_ends_sooner(models_dir, 
         assert len(turns) == 40
         pauses = [e for t in turns for e in listen(t, checks, rng)]
         assert sum(e.kind == "natural" for e in pauses) >= 15  # there were pauses to cut at
-        shipped = evaluate(pauses, ways[SHIPPED])
+        shipped = evaluate(pauses, ways[BOTH])
         silence_only = evaluate(pauses, ways["silence only"])
         assert shipped["turns"] == 40
         assert shipped["cuts_per_100"] <= 2.0, (lang, shipped)
         assert shipped["delay_ms"]["p50"] <= silence_only["delay_ms"]["p50"] - 200, \
             (lang, shipped, silence_only)
+
+
+def test_the_shipped_way_ends_a_turn_when_its_answer_has_a_sound_and_never_after_the_silence():
+    """`sarai bench turn --with-compute`'s model of the shipped way: from 400 ms on, at the
+    answer's first sound (timed from the 150 ms pause), and at the 700 ms full silence in any
+    case; a pause the checks do not take for an end waits for the full silence."""
+    from sarai.daemon.cli.bench_turn import BOTH, SHIPPED, Pause, policies
+    from sarai.daemon.config import load_config
+
+    cfg = load_config(None)
+    ways = policies(cfg, compute=True)
+
+    def pause(answer_ms: float | None, words: bool = True, p: float = 0.9) -> Pause:
+        return Pause("t", "en", "sentence", 500.0, words, p, 200.0, 90.0, 0.0, "Hi there.",
+                     answer_ms)
+
+    assert ways[SHIPPED](pause(100.0)) == 400  # ready before 400 ms: the early end itself
+    assert ways[SHIPPED](pause(400.0)) == 550  # ready 550 ms after the last word
+    assert ways[SHIPPED](pause(900.0)) == 700  # later than the full silence
+    assert ways[SHIPPED](pause(None)) == 700  # no sound at all: not timed, the full silence
+    assert ways[SHIPPED](pause(100.0, words=False)) == 700
+    assert ways[SHIPPED](pause(100.0, p=0.1)) == 700
+    assert ways[BOTH](pause(900.0)) == 400  # the checks alone: ready at 150 + 200 ms
+    assert SHIPPED not in policies(cfg)  # without the answers timed there is nothing to say

@@ -11,12 +11,17 @@ pause:
 - words: after `listen.complete_silence_ms` if the transcript reads as finished, else the full
   silence;
 - sound: the same, if Smart Turn gives at least `listen.turn_model_threshold`;
-- words and sound (what SARAi does): only if both say so.
+- words and sound: only if both say so;
+- words and sound, then its answer (what SARAi does; with --with-compute): the same, but not
+  before the answer has its first sound: the real assistant answers what Whisper heard there
+  (model and voice, as configured), timed from the pause to its first piece of audio.
 
 An early end can come no sooner than its verdict: the pause plus the time Whisper (and Smart
-Turn, which runs beside it) took here. A pause inside a turn that lasts as long as a way's end
-is a premature cut; at the true end, the delay is measured from the end of the last word
-(where the recording's level falls away) to the moment the turn ends.
+Turn, which runs beside it) took here — and never later than the full silence, which ends
+the turn anyway. A pause inside a turn that lasts as long as a way's end is a premature cut;
+at the true end, the delay is measured from the end of the last word (where the recording's
+level falls away) to the moment the turn ends. Waiting for the answer delays the end, not
+the answer: in either case it is heard when its first sound is ready.
 
 Material (sarai.audio.speech_corpus): Asterisk's prompts read by Allison in English (`en`) and
 Spanish (`es`), as recorded (pauses of 0.26–0.48 s between sentences) and with pauses of
@@ -38,22 +43,27 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from sarai.audio.asr import Transcript
 from sarai.audio.errors import AudioError
 from sarai.audio.pcm import SAMPLE_RATE
 from sarai.audio.settings import VadSettings
 from sarai.audio.smart_turn import SmartTurn
 from sarai.audio.speech_corpus import Recording
-from sarai.audio.vad import SegmentKind, UtteranceSegmenter
+from sarai.audio.vad import SegmentKind, Utterance, UtteranceSegmenter
 from sarai.daemon.app import Context, end_of_turn_model
 from sarai.daemon.cli.bench_cmd import percentiles, report
 from sarai.daemon.config import Config
 from sarai.daemon.conversation.endpoint import looks_complete
+from sarai.daemon.conversation.record import TurnRecord
+from sarai.daemon.conversation.turn import Assistant
+from sarai.models.backend import CancelToken
 
 SETS = ("en", "es", "es-co", "librivox", "chan3", "en+pauses", "es+pauses")
 NOISE_DBFS = -45.0
 LEAD_S, TAIL_S = 1.0, 2.5
 INSERTED_S = (0.30, 0.65)  # total silence of an inserted pause: shorter than the full silence
-SHIPPED = "words and sound"
+BOTH = "words and sound"
+SHIPPED = "words and sound, then its answer"
 
 
 def register(bsub: argparse._SubParsersAction) -> None:
@@ -75,7 +85,8 @@ def register(bsub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=1, help="which prompts, and where pauses go")
     p.add_argument("--with-compute", action="store_true",
                    help="an early end also waits for Whisper and Smart Turn as timed in this"
-                        " run (default: the silences alone, the same on any machine)")
+                        " run, and the shipped way for the real answer's first sound (loads"
+                        " the models; default: the silences alone, the same on any machine)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_bench)
 
@@ -219,17 +230,55 @@ class Pause:
     st_ms: float
     delay_base_ms: float  # final: from the end of the last word to the VAD's end of speech
     text: str
+    answer_ms: float | None = None  # from the pause to the first sound of its answer (timed)
 
 
 class Checks:
-    """The configured recogniser and end-of-turn model, as the voice loop uses them."""
+    """The configured recogniser and end-of-turn model, as the voice loop uses them; with
+    `answer`, what times the answer to a pause that may end the turn."""
 
-    def __init__(self, transcribe: Callable[[np.ndarray], str], smart_turn: SmartTurn | None,
-                 vad: VadSettings, pause_ms: int) -> None:
+    def __init__(self, transcribe: Callable[[np.ndarray], Transcript],
+                 smart_turn: SmartTurn | None, vad: VadSettings, pause_ms: int,
+                 threshold: float, answer: AnswerClock | None = None) -> None:
         self.transcribe = transcribe
         self.smart_turn = smart_turn
         self.vad = vad
         self.pause_ms = pause_ms
+        self.threshold = threshold
+        self.answer = answer
+
+
+class _FirstSound:
+    """A sink that notes when the first piece of audio comes, and stops the answer there."""
+
+    def __init__(self, cancel: CancelToken) -> None:
+        self.at: float | None = None
+        self._cancel = cancel
+
+    def play(self, samples: np.ndarray, sample_rate: int, on_heard=None) -> None:  # noqa: ARG002
+        if self.at is None:
+            self.at = time.perf_counter()
+            self._cancel.cancel()
+
+    def finish(self) -> None:
+        pass
+
+
+class AnswerClock:
+    """The real assistant (models and voice as configured), timing how long the answer to
+    a transcript takes to have its first sound — as the held answer of a speculative start."""
+
+    def __init__(self, assistant: Assistant) -> None:
+        self.assistant = assistant
+
+    def first_sound_ms(self, utt: Utterance, tr: Transcript) -> float | None:
+        cancel = CancelToken()
+        sink = _FirstSound(cancel)
+        rec = TurnRecord(transcript=tr.text, language=tr.language,
+                         audio_s=round(utt.duration_s, 2))
+        t0 = time.perf_counter()
+        self.assistant.voice_turn(utt, sink, cancel, rec=rec, remember=False)
+        return None if sink.at is None else round((sink.at - t0) * 1000, 1)
 
 
 def listen(turn: Turn, checks: Checks, rng: np.random.Generator) -> list[Pause]:
@@ -254,7 +303,7 @@ def listen(turn: Turn, checks: Checks, rng: np.random.Generator) -> list[Pause]:
             if ev.kind is SegmentKind.PAUSE and ev.utterance is not None:
                 samples = ev.utterance.samples
                 t0 = time.perf_counter()
-                text = checks.transcribe(samples)
+                tr = checks.transcribe(samples)
                 asr_ms = (time.perf_counter() - t0) * 1000
                 p, st_ms = None, 0.0
                 if checks.smart_turn is not None:
@@ -262,9 +311,16 @@ def listen(turn: Turn, checks: Checks, rng: np.random.Generator) -> list[Pause]:
                     p = checks.smart_turn.probability(samples)
                     st_ms = (time.perf_counter() - t0) * 1000
                 speech_end = now - checks.pause_ms / 1000 - LEAD_S
+                words = looks_complete(tr.text)
                 cur = Pause(turn.name, turn.set, _kind(turn, speech_end), 0.0,
-                            looks_complete(text), p, round(asr_ms, 1), round(st_ms, 1),
-                            round((speech_end - turn.last_word_s) * 1000, 1), text)
+                            words, p, round(asr_ms, 1), round(st_ms, 1),
+                            round((speech_end - turn.last_word_s) * 1000, 1), tr.text)
+                if checks.answer is not None and words and (p is None or p >= checks.threshold):
+                    # A pause that may end the turn: when would its answer have a sound?
+                    # (Whisper's time, then the answer's; Smart Turn runs beside them.)
+                    first = checks.answer.first_sound_ms(ev.utterance, tr)
+                    if first is not None:
+                        cur.answer_ms = round(asr_ms + first, 1)
                 pauses.append(cur)
             elif ev.kind is SegmentKind.RESUME and cur is not None:
                 cur.silence_ms = silence
@@ -304,14 +360,22 @@ def policies(cfg: Config, *, compute: bool = False) -> dict[str, Policy]:
     def ends(says: Callable[[Pause], bool], ready: Callable[[Pause], float]) -> Policy:
         if not compute:
             return lambda e: early if early and says(e) else full
-        return lambda e: max(early, pause + ready(e)) if early and says(e) else full
+        return lambda e: min(full, max(early, pause + ready(e))) if early and says(e) else full
 
-    return {
+    def answered(e: Pause) -> float:
+        # No sound at all (an empty answer): the turn ends when the answer is written, which
+        # is not timed here; the full silence is the honest bound.
+        return max(e.asr_ms, e.st_ms, e.answer_ms if e.answer_ms is not None else full)
+
+    ways = {
         "silence only": lambda e: full,
         "words": ends(lambda e: e.words, lambda e: e.asr_ms),
         "sound": ends(sound, lambda e: e.st_ms),
-        SHIPPED: ends(lambda e: e.words and sound(e), lambda e: max(e.asr_ms, e.st_ms)),
+        BOTH: ends(lambda e: e.words and sound(e), lambda e: max(e.asr_ms, e.st_ms)),
     }
+    if compute:
+        ways[SHIPPED] = ends(lambda e: e.words and sound(e), answered)
+    return ways
 
 
 def evaluate(pauses: Iterable[Pause], policy: Policy) -> dict:
@@ -349,18 +413,26 @@ def _bench(args: argparse.Namespace, ctx: Context) -> int:
         _say(f"sarai: error: unknown set(s) {', '.join(unknown)}; known: {', '.join(SETS)}")
         return 2
     from sarai.audio.asr import Transcriber
-    from sarai.daemon.app import asr_model_dirs
+    from sarai.daemon.app import asr_model_dirs, build_assistant
     from sarai.models.registry import ModelRegistry
 
-    registry = ModelRegistry(cfg.models, ctx.models_dir, residency=cfg.residency)
-    smart_turn = end_of_turn_model(ctx, registry)
+    answer: AnswerClock | None = None
+    if args.with_compute:
+        _say("loading the models, to time each answer…")
+        assistant = build_assistant(ctx, hear=True, speak=True)
+        answer = AnswerClock(assistant)
+        smart_turn, asr = assistant.end_of_turn, assistant.transcriber
+        assert asr is not None
+    else:
+        registry = ModelRegistry(cfg.models, ctx.models_dir, residency=cfg.residency)
+        smart_turn = end_of_turn_model(ctx, registry)
+        asr = Transcriber(cfg.audio.asr, asr_model_dirs(ctx))
+        asr.preload()
     if smart_turn is None:
         _say("sarai: the end-of-turn model is not available (listen.turn_model, "
              "'sarai setup'); only the silence and the words are compared")
-    asr = Transcriber(cfg.audio.asr, asr_model_dirs(ctx))
-    asr.preload()
-    checks = Checks(lambda s: asr.transcribe(s).text, smart_turn, cfg.audio.vad,
-                    cfg.listen.speculate_pause_ms)
+    checks = Checks(asr.transcribe, smart_turn, cfg.audio.vad, cfg.listen.speculate_pause_ms,
+                    cfg.listen.turn_model_threshold, answer)
     ways = policies(cfg, compute=args.with_compute)
     rng = np.random.default_rng(args.seed)
     all_pauses: list[Pause] = []
@@ -386,6 +458,8 @@ def _bench(args: argparse.Namespace, ctx: Context) -> int:
     timing = {
         "asr_ms": percentiles([e.asr_ms for e in all_pauses], 50, 90),
         "smart_turn_ms": percentiles([e.st_ms for e in all_pauses if e.p is not None], 50, 90),
+        "answer_ms": percentiles([e.answer_ms for e in all_pauses if e.answer_ms is not None],
+                                 50, 90),
         "verdicts_late_percent": round(100 * sum(t > budget for t in both) / len(both), 1)
         if both else None,
     }
@@ -409,7 +483,7 @@ def _bench(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _print(r: dict, path) -> None:
-    print(f"{'set':10s} {'way of deciding':16s} {'turns':>5s} {'delay p50':>9s} {'p90':>6s} "
+    print(f"{'set':10s} {'way of deciding':32s} {'turns':>5s} {'delay p50':>9s} {'p90':>6s} "
           f"{'cuts/100':>8s}  cuts at pauses: natural / sentence / mid-sentence")
     for s, rows in r["table"].items():
         for name, v in rows.items():
@@ -418,7 +492,7 @@ def _print(r: dict, path) -> None:
                 per100 = f"{v['cuts']} cuts"
             k = v["cuts_by_kind"]
             d = v["delay_ms"]
-            print(f"{s:10s} {name:16s} {v['turns']:5d} {_ms(d['p50']):>9s} {_ms(d['p90']):>6s} "
+            print(f"{s:10s} {name:32s} {v['turns']:5d} {_ms(d['p50']):>9s} {_ms(d['p90']):>6s} "
                   f"{per100:>8s}  {k['natural']} / {k['sentence']} / {k['mid-sentence']}")
     t = r["timing"]
     print(f"delay: from the end of the last word to the end of the turn"
@@ -428,6 +502,9 @@ def _print(r: dict, path) -> None:
           f"Smart Turn: p50 {t['smart_turn_ms']['p50']} ms, p90 {t['smart_turn_ms']['p90']} ms"
           f" (run one after the other; verdicts later than the early end: "
           f"{t['verdicts_late_percent']} %)")
+    if t["answer_ms"]["p50"] is not None:
+        print(f"first sound of the answer after the pause: p50 {t['answer_ms']['p50']} ms, "
+              f"p90 {t['answer_ms']['p90']} ms")
     print(f"saved: {path}")
 
 
