@@ -12,11 +12,13 @@ voiced frame of the interruption to when the speaker went silent.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,8 +140,11 @@ class _Listener:
             return None
 
     def settle(self, timeout: float = 30) -> None:
-        """Wait until the loop is listening again and its own echo has died away."""
+        """Wait until the loop is listening again, its own echo has died away and the models
+        have read the system prompt (which takes a core for a moment after the start)."""
         deadline = time.monotonic() + timeout
+        with contextlib.suppress(FutureTimeout):
+            self.loop.warmed.result(timeout)
         while time.monotonic() < deadline and (
             self.loop.state is not State.LISTENING or self.loop.speaker.playing
             or not self.loop.mic_live

@@ -190,10 +190,19 @@ class ConversationCore:
         """A model is being loaded outside any turn (`sarai models load`); None: done."""
         self.post(m.Loading(what))
 
-    def warm_up(self) -> None:
+    def warm_up(self) -> Future[None]:
         """Read the system prompt into every loaded model, on the runner (a turn that comes
-        meanwhile goes first)."""
-        self._runner.submit(self.assistant.warm_up, Priority.BACKGROUND)
+        meanwhile goes first); the future is done once it has."""
+        done: Future[None] = Future()
+
+        def job() -> None:
+            try:
+                self.assistant.warm_up()
+            finally:
+                done.set_result(None)
+
+        self._runner.submit(job, Priority.BACKGROUND)
+        return done
 
     # --- running ----------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import Future
 
 from sarai.audio.devices import MicSource, SpeakerSink
 from sarai.audio.errors import AudioError
@@ -50,6 +51,7 @@ class VoiceLoop:
         self._mic: MicSource | None = None
         self.speaker: SpeakerSink | None = None
         self.mic_errors = 0
+        self.warmed: Future[None] = Future()  # done once the models have read the system prompt
 
     # --- what others read and do ------------------------------------------------------
 
@@ -109,7 +111,7 @@ class VoiceLoop:
             self.core.device_error(f"{exc}; retrying every {self._listen.device_retry_s:g} s")
         if self._own_core:
             self.core.start()
-        self.core.warm_up()
+        self.warmed = self.core.warm_up()
         self._thread = threading.Thread(target=self._run, name="voice-loop", daemon=True)
         self._thread.start()
 
