@@ -24,3 +24,12 @@ def test_only_the_end_of_a_long_answer_counts():
     long = "The sea is deep. " + "Waves roll in and out all day long. " * 6 + "Sleep well."
     assert not said_again("The sea is deep.", long)
     assert said_again("in and out all day long sleep well", long)
+
+
+def test_a_question_like_the_opening_of_the_last_answer_is_the_users():
+    # The answer repeated the last question, then went on; the next question is much like it.
+    said = ("To decrease the audio volume from other participants, you can adjust the volume "
+            "setting of the recording device to the setting for the person who recorded the "
+            "event.")
+    assert not said_again("Do increase the audio volume from other participants?", said)
+    assert said_again("the person who recorded the event", said)

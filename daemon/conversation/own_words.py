@@ -13,7 +13,11 @@ import difflib
 
 from sarai.daemon.conversation.wake import plain_words
 
-TAIL_WORDS = 30  # how far back in the answer an echo can come from
+# How far back in the answer an echo can come from: its last 4-5 s (an echo later than the
+# echo window, a residue let through as it died away). Not further: a small model's answer
+# often opens with the question's own words ("To decrease the audio volume from other
+# participants, you can…"), and the user's next question may well open with them again.
+TAIL_WORDS = 12
 MIN_WORDS = 2  # a single word ("yes", "no") may well be the user's, so it is never matched
 MATCH_RATIO = 0.8  # how alike the transcript and a run of the answer must be (ASR slips)
 
