@@ -1,10 +1,11 @@
 """The conversation core: one queue for every turn, one owner of its state.
 
 Everything that can happen to a conversation arrives here as a message: what the microphone's
-front end heard (a pause, the user going on, the end of a turn, a barge-in), a typed request,
-a mode change, and what the runner and the speaker report back about each turn. One thread —
-the core's — takes them in order and alone changes turns, the mode, the state, the history and
-the memory's bookkeeping; everybody else reads `view`, an immutable snapshot.
+front end heard (a pause, the end likely, the user going on, the end of a turn, a barge-in),
+a typed request, a mode change, and what the runner and the speaker report back about each
+turn. One thread — the core's — takes them in order and alone changes turns, the mode, the
+state, the history and the memory's bookkeeping; everybody else reads `view`, an immutable
+snapshot.
 
 Interruptions (barge-in, mute, quit) travel in a lane of their own that is always emptied
 first, so they overtake work that is queued, as system frames do in a frame pipeline.

@@ -4,8 +4,8 @@ Each VAD frame, stamped with when it was captured, goes through: the echo cancel
 sees every frame, so its two streams stay together), the listening mode (muted, push-to-talk),
 a gate that silences what is left of SARAi's own voice while it may be in the frame, barge-in
 detection, and the VAD segmenter. What comes out are messages for the conversation core —
-speech started or stopped, a pause, the user going on, the end of a turn, a barge-in — in the
-order heard.
+speech started or stopped, a pause, the end likely (a finished turn's pause has lasted
+`complete_silence_ms`), the user going on, the end of a turn, a barge-in — in the order heard.
 
 It reads the core's `view` (the mode, whether an answer is being heard) and never changes the
 core's state; the one thing it does directly is pause and resume the speaker when the user
