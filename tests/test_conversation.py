@@ -43,17 +43,20 @@ def _turn_phases(h) -> dict[int, list[str]]:
     return out
 
 
+def _say_in_two(h, tmp, first: str, rest: str, pause_s: float) -> float:
+    """Say `first`, pause, say `rest` (one turn, its whole text learnt); when it ended."""
+    whole = np.concatenate([_say(h, tmp, first), silence(pause_s), spoken(rest, tmp)])
+    h.core.assistant.transcriber.learn(whole, f"{first} {rest}")
+    h.feed(np.concatenate([silence(0.3), whole]))
+    return h.now
+
+
 # --- the scenarios (each returns a summary that must be the same on every run) -------------
 
 def speculation_dropped_when_the_user_goes_on(tmp):
     h = make_harness(tmp)
-    first = _say(h, tmp, "I was thinking about the weather")
-    rest = spoken("and the rain we will have tomorrow.", tmp)
-    whole = np.concatenate([first, silence(0.3), rest])
-    h.core.assistant.transcriber.learn(whole, "I was thinking about the weather and the rain "
-                                              "we will have tomorrow.")
-    h.feed(np.concatenate([silence(0.3), whole]))
-    ended = h.now
+    ended = _say_in_two(h, tmp, "I was thinking about the weather",
+                        "and the rain we will have tomorrow.", 0.3)
     h.probe.turn(30)
     h.probe.no_turn(1.0)
     turns = h.probe.turns()
@@ -68,13 +71,7 @@ def finished_sentence_then_more(tmp, pause_s: float, think_s: float):
     """A finished question, a pause long enough for an early end, then more of the same turn;
     the answer takes `think_s` to start after the speculative start."""
     h = make_harness(tmp, models=ScriptedModels(think_s=think_s))
-    first = _say(h, tmp, "What time is it?")
-    rest = spoken("And will it rain in the evening?", tmp)
-    whole = np.concatenate([first, silence(pause_s), rest])
-    h.core.assistant.transcriber.learn(whole, "What time is it? And will it rain in the"
-                                              " evening?")
-    h.feed(np.concatenate([silence(0.3), whole]))
-    ended = h.now
+    ended = _say_in_two(h, tmp, "What time is it?", "And will it rain in the evening?", pause_s)
     h.probe.turn(30)
     h.probe.no_turn(2.0)
     return {"turns": [(t["transcript"], t["outcome"]) for t in h.probe.turns()],
