@@ -281,6 +281,11 @@ class AnswerClock:
         return None if sink.at is None else round((sink.at - t0) * 1000, 1)
 
 
+def hears_end(p: float | None, threshold: float) -> bool:
+    """Smart Turn takes the pause for the end of the turn."""
+    return p is not None and p >= threshold
+
+
 def listen(turn: Turn, checks: Checks, rng: np.random.Generator) -> list[Pause]:
     """Play one turn into the segmenter; every pause with what each check said."""
     fl = SAMPLE_RATE * checks.vad.frame_ms // 1000
@@ -315,7 +320,7 @@ def listen(turn: Turn, checks: Checks, rng: np.random.Generator) -> list[Pause]:
                 cur = Pause(turn.name, turn.set, _kind(turn, speech_end), 0.0,
                             words, p, round(asr_ms, 1), round(st_ms, 1),
                             round((speech_end - turn.last_word_s) * 1000, 1), tr.text)
-                if checks.answer is not None and words and (p is None or p >= checks.threshold):
+                if checks.answer is not None and words and hears_end(p, checks.threshold):
                     # A pause that may end the turn: when would its answer have a sound?
                     # (Whisper's time, then the answer's; Smart Turn runs beside them.)
                     first = checks.answer.first_sound_ms(ev.utterance, tr)
@@ -355,7 +360,7 @@ def policies(cfg: Config, *, compute: bool = False) -> dict[str, Policy]:
     threshold = cfg.listen.turn_model_threshold
 
     def sound(e: Pause) -> bool:
-        return e.p is not None and e.p >= threshold
+        return hears_end(e.p, threshold)
 
     def ends(says: Callable[[Pause], bool], ready: Callable[[Pause], float]) -> Policy:
         if not compute:

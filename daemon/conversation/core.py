@@ -291,17 +291,14 @@ class ConversationCore:
         if turn is None or not turn.speculative or turn.cancel.cancelled:
             return
         turn.end_likely = True
-        if self._answer_ready(turn):
-            self._commit(turn)
-        else:
+        if not self._end_if_answered(turn):
             log.debug("turn %d: the end is likely, %.0f ms after the last word; it waits for"
                       " its answer", turn.id, turn.marks.elapsed_ms())
 
     def _on_AnswerReady(self, msg: m.AnswerReady) -> None:
         turn = self._turns.get(msg.turn)
-        if turn is not None and turn.speculative and turn.end_likely \
-                and not turn.cancel.cancelled:
-            self._commit(turn)
+        if turn is not None:
+            self._end_if_answered(turn)
 
     def _on_Ended(self, msg: m.Ended) -> None:
         if not self._listening():
@@ -314,10 +311,14 @@ class ConversationCore:
             return  # its turn already ended early, when its answer was ready
         self._start_voice_turn(msg.utterance, speculative=False, near_answer=msg.near_answer)
 
-    @staticmethod
-    def _answer_ready(turn: Turn) -> bool:
-        """A speculative turn's answer has something to say (or is written without a sound)."""
-        return turn.held is None or turn.held.waiting > 0 or turn.written is not None
+    def _end_if_answered(self, turn: Turn) -> bool:
+        """A speculative turn whose end is likely ends once its answer has something to say
+        (or is written without a sound); whether it did."""
+        ready = turn.held is None or turn.held.waiting > 0 or turn.written is not None
+        if not (turn.speculative and turn.end_likely and ready and not turn.cancel.cancelled):
+            return False
+        self._commit(turn)
+        return True
 
     def _commit(self, turn: Turn) -> None:
         """The speculative start was right: the turn is the user's, its held audio plays now.
@@ -480,8 +481,8 @@ class ConversationCore:
         self._loading = False
         if turn.committed:
             self._on_written(turn)
-        elif turn.speculative and turn.end_likely and not turn.cancel.cancelled:
-            self._commit(turn)  # an answer without a sound: nothing more to wait for
+        else:
+            self._end_if_answered(turn)  # an answer without a sound: nothing more to wait for
 
     def _on_written(self, turn: Turn) -> None:
         rec = turn.written
