@@ -8,7 +8,10 @@ with the window (on two cores, tiny.en encodes 30 s in ~300 ms and 10 s in ~40 m
 Whisper was trained on 30 s windows, and on very short ones its decoder tends to loop, so
 the window keeps a generous margin of silence after the speech (`min_window_s`, and at least
 `margin_s` past its end), and a result that looks degenerate (it ran to the token cap, or
-repeats itself) is reported as such so the caller can decode the full window instead.
+repeats itself) is reported as such so the caller can decode the full window instead —
+unless the decoder merely started over once after a finished clause ("Press 3 to re-record
+your message. Press 3 to re-record"): then the words up to the restart are the transcript,
+which the full window would have given for several times the cost.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ FULL_WINDOW_S = 30.0
 # Whisper's decoder writes about three tokens a second of English; the cap lets a loop show.
 _TOKENS_PER_S = 8
 _MIN_TOKENS = 16
+_CLAUSE_ENDS = frozenset(".?!,;:。？！")
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,24 @@ def _repeats(tokens: list[int], long_ngram: int = 4) -> bool:
             return True
         seen.add(gram)
     return False
+
+
+def _started_over(tokens: list[int], ends_clause, min_tokens: int = 3) -> int | None:
+    """Where the decoder started over, if it did so once: the length of the transcript before
+    a tail of at least `min_tokens` that says again (a beginning of) a clause already said,
+    right after a token ending a clause ("Your call cannot be completed as dialed. Your call
+    cannot be completed" → before the second "Your"; "…extension. Please try again. Please
+    try again." → before the second "Please"). `ends_clause(token)` tells whether a token
+    ends a clause. None when the tokens are not one such restart."""
+    n_tok = len(tokens)
+    for k in range(min_tokens, n_tok - min_tokens + 1):
+        if not ends_clause(tokens[k - 1]):
+            continue
+        tail = tokens[k:]
+        for j in range(0, k - len(tail) + 1):
+            if (j == 0 or ends_clause(tokens[j - 1])) and tokens[j : j + len(tail)] == tail:
+                return k
+    return None
 
 
 def encode_window(model, audio: np.ndarray, window_s: float):
@@ -124,6 +146,10 @@ def decode_window(
     sequence = result.sequences_ids[0]
     tokens = [t for t in sequence if t < tokenizer.eot]
     degenerate = len(tokens) >= cap or _repeats(tokens)
+    if degenerate:
+        k = _started_over(tokens, lambda t: tokenizer.decode([t]).rstrip()[-1:] in _CLAUSE_ENDS)
+        if k is not None and not _repeats(tokens[:k]):
+            tokens, degenerate = tokens[:k], False
     # CTranslate2's score is already divided by the length; faster-whisper's avg_logprob
     # divides the sum by the length plus one (the end token).
     avg = float(result.scores[0]) * len(sequence) / (len(sequence) + 1) if result.scores else 0.0

@@ -2,11 +2,12 @@
 
 import numpy as np
 import pytest
+from recordings import PROMPTS
 
 from sarai.audio.asr import Transcriber
 from sarai.audio.pcm import read_audio
 from sarai.audio.settings import AsrSettings
-from sarai.audio.short_window import WindowPlan, _repeats
+from sarai.audio.short_window import WindowPlan, _repeats, _started_over
 from sarai.models import starter
 
 
@@ -37,6 +38,23 @@ def test_loops_are_recognised():
     assert _repeats([9, 9, 9])
     assert not _repeats([1, 2, 3, 4, 5, 6, 1, 2, 3])
     assert _repeats([7, 1, 2, 3, 4, 5, 8, 1, 2, 3, 4])  # starting over: a 4-gram twice
+
+
+def test_a_single_restart_after_a_clause_is_cut_off():
+    stop = 0  # the token that ends a clause ("." or ",")
+    ends = stop.__eq__
+    # "Press 3 to re-record your message. Press 3 to re-record"
+    assert _started_over([1, 2, 3, 4, 5, stop, 1, 2, 3], ends) == 6
+    # "…no call on that extension. Please try again. Please try again."
+    assert _started_over([7, 8, 9, stop, 1, 2, stop, 1, 2, stop], ends) == 7
+    # Not after the end of a clause: a repetition inside speech is no restart.
+    assert _started_over([1, 2, 3, 4, 5, 1, 2, 3], ends) is None
+    # More than one restart ("I'm your host, I'm your host, I'm your host, I") is left
+    # whole here; the caller's loop check still sees the repeats in what is before it.
+    k = _started_over([1, 2, 3, stop, 1, 2, 3, stop, 1, 2, 3, stop, 1], ends)
+    assert k == 8 and _repeats([1, 2, 3, stop, 1, 2, 3, stop])
+    # Nothing said again.
+    assert _started_over([1, 2, 3, stop, 4, 5, 6], ends) is None
 
 
 SENTENCES = [
@@ -78,6 +96,16 @@ def test_spanish_turn_on_a_short_window_with_language_detection(models_dir, make
     assert tr.language == "es"
     text = tr.text.lower()
     assert "interesante" in text and "sobre" in text
+
+
+def test_a_decoder_that_starts_over_keeps_the_short_window(fitted, recordings, caplog):  # noqa: ARG001
+    """On this 2.6 s recording tiny.en says the sentence and starts it again ("…as dialed.
+    Your call cannot be completed"); the words before the restart are the transcript, not a
+    second decode on the 30 s window (about four times the cost)."""
+    caplog.set_level("DEBUG", "sarai.audio.asr")
+    tr = fitted.transcribe(read_audio(PROMPTS["en"] / "cannot-complete-as-dialed.wav").samples)
+    assert tr.text == "Your call cannot be completed as dialed.", tr
+    assert "looped" not in caplog.text
 
 
 def test_silence_decodes_to_little_or_nothing(fitted):
