@@ -79,12 +79,16 @@ def _started_over(tokens: list[int], ends_clause, min_tokens: int = 3) -> int | 
     try again." → before the second "Please"). `ends_clause(token)` tells whether a token
     ends a clause. None when the tokens are not one such restart."""
     n_tok = len(tokens)
-    for k in range(min_tokens, n_tok - min_tokens + 1):
-        if not ends_clause(tokens[k - 1]):
+    # Where a clause may begin: the start, and after each token that ends one.
+    starts = [0, *(i + 1 for i, t in enumerate(tokens) if ends_clause(t))]
+    for k in starts:
+        if not min_tokens <= k <= n_tok - min_tokens:
             continue
         tail = tokens[k:]
-        for j in range(0, k - len(tail) + 1):
-            if (j == 0 or ends_clause(tokens[j - 1])) and tokens[j : j + len(tail)] == tail:
+        for j in starts:
+            if j + len(tail) > k:
+                break
+            if tokens[j : j + len(tail)] == tail:
                 return k
     return None
 
