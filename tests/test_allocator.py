@@ -51,7 +51,6 @@ def test_a_long_run_keeps_to_two_arenas_however_many_threads_allocate():
     assert _arenas("default") > 2  # the probe does make threads take arenas of their own
 
 
-
 FAULTS = r"""
 import resource, sys
 from pathlib import Path
