@@ -124,7 +124,7 @@ def for_a_long_run() -> bool:
     Not smaller blocks: each mmap'd block is fresh pages the kernel must fault in and zero,
     and a turn's recognition allocates and frees hundreds of buffers between 128 KB and
     16 MB. Mapped from 128 KB, a Spanish turn's recognition took ~88,000 page faults (from
-    16 MB: ~12,000) and ~35 % more CPU; an English one ~38,000 (none) and ~60 % more CPU.
+    16 MB: ~12,000) and ~40 % more CPU; an English one ~38,000 (none) and ~60 % more CPU.
     Returns False where the allocator is not glibc's."""
     lib = _lib()
     if lib is None or not hasattr(lib, "mallopt"):

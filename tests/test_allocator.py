@@ -38,11 +38,16 @@ os.unlink(path)
 """
 
 
-def _arenas(mode: str) -> int:
-    out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True,
-                         timeout=120)
+def _fresh_process(script: str, *args: str, timeout: float = 120) -> str:
+    """What `script` prints, run in a Python of its own with `args`."""
+    out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True,
+                         text=True, timeout=timeout)
     assert out.returncode == 0, out.stderr
-    return int(out.stdout.strip())
+    return out.stdout.strip()
+
+
+def _arenas(mode: str) -> int:
+    return int(_fresh_process(PROBE, mode))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
@@ -72,10 +77,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 
 def _faults(mode: str, model: Path, wav: Path) -> tuple[str, int]:
-    out = subprocess.run([sys.executable, "-c", FAULTS, mode, str(model), str(wav)],
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    text, faults = out.stdout.strip().rsplit("\n", 1)
+    text, faults = _fresh_process(FAULTS, mode, str(model), str(wav), timeout=300).rsplit("\n", 1)
     return text, int(faults)
 
 
@@ -84,7 +86,7 @@ def test_a_turns_recognition_reuses_memory_instead_of_faulting_in_fresh_pages(mo
                                                                               recordings):  # noqa: ARG001
     """Whisper's buffers for a turn, hundreds between 128 KB and 16 MB, come from the heap
     again on the next turn; mmap'd afresh, each is pages the kernel must fault in and zero
-    (on this Spanish prompt ~75,000, against ~14,000 from the heap, and ~35 % more CPU)."""
+    (on this Spanish prompt ~75,000, against ~14,000 from the heap, and ~40 % more CPU)."""
     from recordings import PROMPTS
 
     from sarai.models import starter
