@@ -355,6 +355,7 @@ def test_a_48_khz_stereo_microphone_in_a_room_with_an_echo(models_dir, monkeypat
             time.sleep(0.05)
         rec = loop.ask("Tell me about the sea and the sky in three sentences.")
         assert rec.reply and "first_audio" in rec.timings
+        assert not rec.interrupted, "SARAi's own echo cut its answer short"
 
         def turns(seconds: float) -> list[dict]:
             out, end = [], time.monotonic() + seconds

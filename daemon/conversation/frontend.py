@@ -45,6 +45,12 @@ _OWN_VOICE_GRACE_S = 1.0
 # a few hundred ms (it expects the loudspeaker's echo to ring on): the candidate gets that long
 # before the answer resumes.
 _PAUSED_FADE_MS = 450
+# Once the speaker has gone quiet for a candidate, the room still sends back, for this long,
+# the echo of what was heard just before (the devices' latency on both sides, and the
+# reverberation). That echo is no evidence of the user: counted, it would confirm a candidate
+# that was SARAi's own voice all along (seen under a busy CPU, when the canceller has lost
+# the echo's timing for a moment and lets it through).
+_IN_FLIGHT_S = 0.2
 
 
 def _rms(block: np.ndarray) -> float:
@@ -236,6 +242,11 @@ class FrontEnd:
             return  # a remainder shorter than a frame: nothing to judge
         speech = self._barge_vad.is_speech(cleaned[:n].tobytes(), SAMPLE_RATE)
         voiced = loud and speech
+        if voiced and self._barge.paused:
+            stopped = speaker.stopped_at
+            frame_start = captured_at - self._seg.frame_ms / 1000
+            if stopped is not None and frame_start < stopped + _IN_FLIGHT_S:
+                voiced = False  # the echo of the words heard before the pause
         action = self._barge.feed(voiced, captured_at)
         if action is BargeAction.PAUSE:
             speaker.pause()
