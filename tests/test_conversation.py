@@ -235,6 +235,21 @@ def test_its_own_echo_is_not_taken_for_the_user(tmp_path):
     assert s["heard_s"] >= 8  # the whole answer was heard
 
 
+def test_the_echo_still_arriving_after_a_pause_does_not_confirm_a_barge_in(tmp_path):
+    """Nothing cancels SARAi's voice here and it comes back 0.12 s late: each time it looks
+    like the user and SARAi pauses, what the room sends back after the pause is the echo of
+    the words heard before it, not the user, so the answer goes on and is heard whole."""
+    h = make_harness(tmp_path, yaml="listen:\n  echo_cancel: off\n", echo_gain=0.8,
+                     echo_delay_s=0.12, models=ScriptedModels(reply=lambda q: STORY))
+    h.core.ask(typed("Tell me a story about a dragon."))
+    h.core.pump()
+    paused: list[bool] = []
+    h.feed(silence(12.0), on_frame=lambda: paused.append(h.speaker.queue.paused))
+    turn = h.probe.turn(120)
+    assert (turn["transcript"], turn["outcome"]) == ("Tell me a story about a dragon.", "done")
+    assert sum(paused) > 0  # its voice did look like the user talking over it
+
+
 def test_its_own_last_words_coming_back_late_are_not_a_turn(tmp_path, caplog):
     caplog.set_level(logging.INFO, "sarai.daemon.conversation.core")
     s = late_echo_of_its_last_words(tmp_path, "Good night.")
