@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import threading
 import time
 from collections.abc import Callable
 
@@ -49,7 +50,11 @@ class SpeakerSink:
     plays silence when there is nothing, so the device never underruns or suspends between
     sentences (a suspended PulseAudio sink can take over a second to wake, which would delay
     the first words of every answer); a pause or stop restarts it at once, throwing away
-    what its buffer holds (see `_drop_buffered`). Each block is stamped with when it will
+    what its buffer holds (see `_drop_buffered`). Only after `SLEEP_AFTER_S` with nothing to
+    play does it stop (playing silence costs about 1 % of a core here, and the sound server
+    half as much again, for as long as SARAi listens), until audio is queued or `wake()`
+    says some is likely soon: the user started talking, so a sink slow to wake has the
+    length of their turn to do it. Each block is stamped with when it will
     really be heard, from PortAudio's output DAC time where the host API reports it (else the
     stream latency).
     `on_played(samples, rate, heard_at)` sees every block as it is handed to the device (the
@@ -62,6 +67,7 @@ class SpeakerSink:
     # it is thrown away (`_drop_buffered`).
     LATENCY_S = 0.08
     ECHO_TAIL_S = 1.5  # how long after the last sound silent blocks still go to on_played
+    SLEEP_AFTER_S = 10.0  # with nothing played or woken for this long, the stream stops
 
     def __init__(
         self,
@@ -77,6 +83,13 @@ class SpeakerSink:
         self.underflows = 0  # blocks the device played before the callback had filled them
         self._stream = None
         self._restarting = False  # between the abort and the start of `_drop_buffered`
+        self._control = threading.Lock()  # the stream's starts and stops
+        self._asleep = False  # stopped for want of anything to play (see SLEEP_AFTER_S)
+        self._waking = False  # a thread is starting it again
+        self._woke_at = time.perf_counter()
+        self._restarted_at = float("-inf")  # when `_wake` last started the stream
+        self.sleeps = 0  # times the stream stopped for want of anything to play
+        self.queue.on_push = self.wake
         self._open()
 
     def _open(self) -> None:
@@ -90,6 +103,8 @@ class SpeakerSink:
         except (self._sd.PortAudioError, ValueError) as exc:
             raise AudioError(f"cannot open the speaker: {exc}") from exc
         self._stream = stream
+        self._asleep = False
+        self._woke_at = time.perf_counter()
 
     @property
     def _latency(self) -> float:
@@ -107,7 +122,42 @@ class SpeakerSink:
     @property
     def alive(self) -> bool:
         stream = self._stream
-        return stream is not None and (self._restarting or bool(stream.active))
+        return stream is not None and (self._restarting or self._asleep or bool(stream.active))
+
+    @property
+    def asleep(self) -> bool:
+        """Stopped for want of anything to play; the next audio starts it again."""
+        return self._asleep
+
+    def wake(self) -> None:
+        """Audio is likely soon: a stream asleep starts again, on a thread of its own, so the
+        caller (the microphone's thread, or the voice writing an answer) never waits for the
+        device; the stream then stays up at least `SLEEP_AFTER_S`."""
+        with self._control:  # see `_sleep`
+            self._woke_at = time.perf_counter()
+            if not self._asleep or self._waking:
+                return
+            self._waking = True
+        threading.Thread(target=self._wake, name="speaker-wake", daemon=True).start()
+
+    def _wake(self) -> None:
+        try:
+            with self._control:
+                stream = self._stream
+                if not self._asleep or stream is None:
+                    return
+                try:
+                    stream.abort()  # the callback stopped it; PortAudio wants it stopped here too
+                    self._restarted_at = time.perf_counter()
+                    stream.start()
+                    log.debug("the speaker woke up")
+                except self._sd.PortAudioError as exc:  # gone while asleep: `alive` says so
+                    log.warning("the speaker could not start again: %s", exc)
+                finally:
+                    self._asleep = False
+                    self._woke_at = time.perf_counter()
+        finally:
+            self._waking = False
 
     def session(self, on_first_audio=None, on_done=None) -> PlaybackSession:
         """A sink for one answer (see audio.playback)."""
@@ -149,15 +199,18 @@ class SpeakerSink:
         stream = self._stream
         if stream is None or self.queue.heard_until <= at:
             return  # nothing left in the device
-        self._restarting = True  # not a device gone away (see `alive`)
-        try:
-            stream.abort()
-            stream.start()
-        except self._sd.PortAudioError as exc:  # it is reopened with the next answer
-            log.warning("the speaker could not drop its buffer: %s", exc)
-            return
-        finally:
-            self._restarting = False
+        with self._control:
+            if self._asleep:
+                return
+            self._restarting = True  # not a device gone away (see `alive`)
+            try:
+                stream.abort()
+                stream.start()
+            except self._sd.PortAudioError as exc:  # it is reopened with the next answer
+                log.warning("the speaker could not drop its buffer: %s", exc)
+                return
+            finally:
+                self._restarting = False
         self.queue.unplayed(at)
 
     def drain(self, timeout: float | None = None) -> None:
@@ -185,6 +238,21 @@ class SpeakerSink:
             except self._sd.PortAudioError as exc:  # already gone with its device
                 log.debug("closing the speaker: %s", exc)
 
+    def _sleep(self) -> None:
+        """Stop the stream from its own callback (the silence it holds is thrown away),
+        unless audio or a wake-up is on its way: the check and the flag are under the lock
+        `wake` takes, so a wake-up never misses a stream going to sleep."""
+        if not self._control.acquire(blocking=False):
+            return  # being stopped, started or woken right now: not this time
+        try:
+            if self.queue.playing or self._woke_at > time.perf_counter() - self.SLEEP_AFTER_S:
+                return
+            self._asleep = True
+            self.sleeps += 1
+        finally:
+            self._control.release()
+        raise self._sd.CallbackAbort
+
     def _heard_at(self, time_info) -> float:
         now = time.perf_counter()
         dac, current = time_info.outputBufferDacTime, time_info.currentTime
@@ -194,10 +262,16 @@ class SpeakerSink:
         return now + self._latency
 
     def _callback(self, outdata, frames, time_info, status) -> None:  # noqa: ARG002
-        if status.output_underflow:
+        # Only a gap in SARAi's voice counts: the sound server also reports the stream going
+        # to sleep as an underrun, then or with the first blocks after it starts again.
+        if (status.output_underflow and self.queue.playing
+                and time.perf_counter() - self._restarted_at > 0.5):
             self.underflows += 1
-        if not self.queue.playing and self._last_out < time.perf_counter() - self.ECHO_TAIL_S:
+        now = time.perf_counter()
+        if not self.queue.playing and self._last_out < now - self.ECHO_TAIL_S:
             outdata.fill(0)  # idle: the cheapest path, it runs fifty times a second
+            if max(self._last_out, self._woke_at) < now - self.SLEEP_AFTER_S:
+                self._sleep()
             return
         out = outdata[:, 0]
         heard_at = self._heard_at(time_info)

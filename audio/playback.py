@@ -52,6 +52,10 @@ class Output(Protocol):
 
     def resume(self) -> None: ...
 
+    def wake(self) -> None:
+        """Audio is likely soon (the user started talking): a device that idles gets ready.
+        Returns at once."""
+
     def stop(self) -> None:
         """Drop everything queued; audio of sessions opened before is dropped from now on."""
 
@@ -121,6 +125,7 @@ class PlaybackQueue:
         self._heard_until = 0.0  # when the last sound handed over will have been heard
         self.stopped_at: float | None = None  # when the last sound left after pause/stop
         self._open: set[PlaybackSession] = set()  # sessions of this generation not yet done
+        self.on_push: Callable[[], None] | None = None  # told whenever audio is queued
 
     def session(self, on_first_audio: Notify | None = None,
                 on_done: Done | None = None) -> PlaybackSession:
@@ -145,6 +150,8 @@ class PlaybackQueue:
                 return  # an older generation's audio: dropped (barge-in, stop)
             session.pending += 1
             self._chunks.append((session, data, on_heard))
+        if self.on_push is not None:
+            self.on_push()
 
     def finish(self, session: PlaybackSession, at: float | None = None) -> None:
         with self._lock:

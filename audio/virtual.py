@@ -71,6 +71,9 @@ class MemorySpeaker:
     def resume(self) -> None:
         self.queue.resume()
 
+    def wake(self) -> None:
+        """Nothing to wake: a speaker in memory never idles."""
+
     def stop(self) -> None:
         now = self._clock.now()
         self.queue.stop(now)

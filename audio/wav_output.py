@@ -78,6 +78,9 @@ class WavOutput:
     def resume(self) -> None:
         pass
 
+    def wake(self) -> None:
+        pass
+
     def stop(self) -> None:
         pass
 

@@ -546,3 +546,17 @@ def test_a_turn_no_tier_could_answer_is_announced_and_apologised_for(tmp_path):
     assert len(h.speaker.heard) > 0  # the short apology was heard
     h.silence(6.0)
     assert h.state.value == "listening"  # …and then it listens again
+
+
+def test_the_speaker_is_woken_when_the_user_starts_talking(tmp_path):
+    """An idle speaker stops its stream (audio.devices.SpeakerSink); the front end wakes it
+    as soon as speech begins, so it is ready long before the answer, and not on silence."""
+    h = make_harness(tmp_path)
+    woken: list[float] = []
+    h.speaker.wake = lambda: woken.append(h.now)
+    h.feed(silence(2.0))
+    assert woken == []
+    h.feed(_say(h, tmp_path, "What is your name?"))
+    assert len(woken) == 1 and woken[0] < h.now - 0.5  # at its start, not at its end
+    h.feed(silence(3.0))
+    assert len(woken) == 1

@@ -66,3 +66,50 @@ def test_a_pause_is_heard_at_once_and_resume_loses_nothing(pulse, monkeypatch, t
     # What the device threw away is said after the resume: nothing of the tone is lost, and
     # what had already been heard of it (those 10-40 ms) is said twice at most.
     assert -0.02 < first + second - 2.0 < 0.07, (first, second)
+
+
+def test_an_idle_speaker_stops_and_audio_or_a_wake_up_starts_it(pulse, monkeypatch, tmp_path):
+    """With nothing to play for SLEEP_AFTER_S the stream stops (PortAudio calls nothing, the
+    sound server mixes nothing) yet counts as alive; the next answer starts it again and is
+    heard whole, and so does `wake()` (the user started talking), after which it sleeps again."""
+    from sarai.audio.devices import SpeakerSink
+
+    for key, value in pulse.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(SpeakerSink, "SLEEP_AFTER_S", 0.5)
+    speaker = SpeakerSink()
+    rec = pulse.record_speaker(tmp_path / "heard.wav")
+    try:
+        deadline = time.perf_counter() + 5
+        while not speaker.asleep and time.perf_counter() < deadline:
+            time.sleep(0.01)
+        assert speaker.asleep and speaker.sleeps == 1
+        time.sleep(0.2)
+        assert not speaker._stream.active and speaker.alive  # really stopped, not gone
+
+        rate = SpeakerSink.RATE
+        tone = (8000 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)).astype(np.int16)
+        session = speaker.session()
+        session.play(tone, rate)
+        session.finish()
+        assert session.wait(5) and not session.cut
+        assert not speaker.asleep and speaker._stream.active
+
+        while not speaker.asleep and time.perf_counter() < deadline + 5:
+            time.sleep(0.01)
+        assert speaker.sleeps == 2  # after the answer, idle again
+        speaker.wake()
+        deadline = time.perf_counter() + 2
+        while speaker.asleep and time.perf_counter() < deadline:
+            time.sleep(0.01)
+        assert speaker._stream.active  # ready before any audio is queued
+        time.sleep(0.2)
+        assert not speaker.asleep  # and it stays up a while (SLEEP_AFTER_S) for the answer
+    finally:
+        rec.terminate()
+        rec.wait()
+        speaker.close()
+    runs = _sounding(tmp_path / "heard.wav")
+    assert len(runs) == 1, runs
+    start, end = runs[0]
+    assert abs(end - start - 1.0) < 0.05, runs  # the whole second of tone, in one piece

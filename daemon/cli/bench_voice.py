@@ -77,7 +77,8 @@ def register(bsub: argparse._SubParsersAction) -> None:
                         " figures per language")
     p.add_argument("--barge-in-trials", type=int, default=3, metavar="N")
     p.add_argument("--idle-s", type=float, default=10.0, metavar="S",
-                   help="seconds of silence over which idle CPU is measured")
+                   help="seconds of silence over which idle CPU is measured (once the"
+                   " speaker, with nothing to play, has stopped its stream)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", type=Path, metavar="FILE.png",
                    help="also draw each turn's stages as a waterfall (PNG, SVG or PDF)")
@@ -151,6 +152,15 @@ class _Listener:
         ):
             time.sleep(0.05)
         time.sleep(0.8)
+
+    def speaker_asleep(self) -> None:
+        """Wait until the speaker's stream has stopped for want of anything to play, as it
+        does `SLEEP_AFTER_S` after the last sound: listening for a turn, which is what SARAi
+        does nearly all the time, is that state."""
+        speaker = self.loop.speaker
+        deadline = time.monotonic() + speaker.SLEEP_AFTER_S + 5
+        while not speaker.asleep and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 def _idle_cpu(seconds: float) -> float:
@@ -233,6 +243,8 @@ def _run(args: argparse.Namespace, ctx: Context, room: PulseRoom) -> int:
         try:
             listener.settle()
             memory.settle()  # as `sarai run` does once it is listening
+            _say("Waiting for the speaker to go idle…")
+            listener.speaker_asleep()
             _say(f"Measuring idle CPU for {args.idle_s:g} s…")
             idle = _idle_cpu(args.idle_s)
             turns = []

@@ -180,6 +180,8 @@ class FrontEnd:
         if speaking != self._speaking:
             self._speaking = speaking
             self._post(m.SpeechState(speaking))
+            if speaking and self.speaker is not None:
+                self.speaker.wake()  # an answer may follow: an idle speaker gets ready now
 
     def _follow_early_end(self, view: View) -> None:
         """The speculative turn reads and sounds finished and the pause has lasted
