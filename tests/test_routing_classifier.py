@@ -64,6 +64,34 @@ def test_scores_separate_feelings_from_hard_questions(scorer, text, empathetic, 
     assert (s.complexity >= 0.5) is complex_, s
 
 
+# Everyday requests and their translations, none of them in the training set: Spanish is full
+# of small words ("para", "hay", "dos") that the hard questions it was trained on also use.
+_EVERYDAY = [
+    ("Dame dos ideas para cenar.", "Give me two ideas for dinner."),
+    ("Pon una alarma para las siete.", "Set an alarm for seven."),
+    ("¿Hay leche en la nevera?", "Is there milk in the fridge?"),
+    ("Recuérdame comprar pan para mañana.", "Remind me to buy bread for tomorrow."),
+    ("Pon música para relajarme.", "Play some music to relax."),
+    ("¿Tienes un minuto para mí?", "Do you have a minute for me?"),
+    ("¿Cuánto falta para el viernes?", "How long until Friday?"),
+    ("¿Hay algo para comer?", "Is there anything to eat?"),
+    ("Necesito un nombre para mi gato.", "I need a name for my cat."),
+    ("Busca una canción para bailar.", "Find a song to dance to."),
+    ("Pon un temporizador de dos minutos.", "Set a two minute timer."),
+    ("¿Hay reuniones hoy en mi agenda?", "Are there meetings in my calendar today?"),
+]
+
+
+def test_an_everyday_request_is_as_simple_in_spanish_as_in_english(scorer, rows):
+    """Sent to the quality tier (a 7B model loaded on demand) only for what it asks, not for
+    the language it is asked in."""
+    train = {r.text for r in rows[Split.TRAIN]}
+    assert not train & {t for pair in _EVERYDAY for t in pair}
+    es = [scorer.score(s).complexity for s, _ in _EVERYDAY]
+    en = [scorer.score(e).complexity for _, e in _EVERYDAY]
+    assert sum(c >= 0.5 for c in es) <= 1 and sum(c >= 0.5 for c in en) <= 1, (es, en)
+
+
 def test_evidence_quotes_meaningful_words(scorer):
     s = scorer.score("Please explain why volcanoes erupt, step by step.")
     assert s.evidence["complexity"]
