@@ -180,8 +180,10 @@ class FrontEnd:
         if speaking != self._speaking:
             self._speaking = speaking
             self._post(m.SpeechState(speaking))
-            if speaking and self.speaker is not None:
-                self.speaker.wake()  # an answer may follow: an idle speaker gets ready now
+            if self.speaker is not None:
+                # An answer may follow: an idle speaker gets ready when the user starts, and
+                # stays ready from when they stop, however long they talked.
+                self.speaker.wake()
 
     def _follow_early_end(self, view: View) -> None:
         """The speculative turn reads and sounds finished and the pause has lasted
