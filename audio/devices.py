@@ -44,7 +44,7 @@ def _check_device(sd, device: str | int | None, kind: str) -> str | int | None:
 
 
 class SpeakerSink:
-    """Plays answers on an output device from a stream that runs all the time.
+    """Plays answers on an output device from a stream that runs while SARAi may speak.
 
     PortAudio's callback pulls blocks from a `PlaybackQueue` as the device asks for them and
     plays silence when there is nothing, so the device never underruns or suspends between
@@ -52,7 +52,7 @@ class SpeakerSink:
     the first words of every answer); a pause or stop restarts it at once, throwing away
     what its buffer holds (see `_drop_buffered`). Only after `SLEEP_AFTER_S` with nothing to
     play does it stop (playing silence costs about 1 % of a core here, and the sound server
-    half as much again, for as long as SARAi listens), until audio is queued or `wake()`
+    over half as much again, for as long as SARAi listens), until audio is queued or `wake()`
     says some is likely soon: the user started talking, so a sink slow to wake has the
     length of their turn to do it. Each block is stamped with when it will
     really be heard, from PortAudio's output DAC time where the host API reports it (else the
