@@ -264,10 +264,9 @@ class SpeakerSink:
     def _callback(self, outdata, frames, time_info, status) -> None:  # noqa: ARG002
         # Only a gap in SARAi's voice counts: the sound server also reports the stream going
         # to sleep as an underrun, then or with the first blocks after it starts again.
-        if (status.output_underflow and self.queue.playing
-                and time.perf_counter() - self._restarted_at > 0.5):
-            self.underflows += 1
         now = time.perf_counter()
+        if status.output_underflow and self.queue.playing and now - self._restarted_at > 0.5:
+            self.underflows += 1
         if not self.queue.playing and self._last_out < now - self.ECHO_TAIL_S:
             outdata.fill(0)  # idle: the cheapest path, it runs fifty times a second
             if max(self._last_out, self._woke_at) < now - self.SLEEP_AFTER_S:
