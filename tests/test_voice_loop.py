@@ -17,6 +17,7 @@ from private_pulse import PrivatePulse
 from recordings import PROMPTS
 
 from conftest import StreamSpy, wait_until
+from sarai.audio.devices import MicSource
 from sarai.audio.errors import AudioError
 from sarai.audio.pcm import read_audio
 from sarai.daemon.app import Context, build_assistant
@@ -144,9 +145,21 @@ def test_wake_phrase_is_required_and_stripped(voice, make_speech):
     assert "sarai" not in turn["transcript"].lower()
 
 
-def test_barge_in_stops_playback_and_answers_the_new_utterance(voice, make_speech, loopback):
+def test_barge_in_stops_playback_and_answers_the_new_utterance(voice, make_speech, loopback,
+                                                               monkeypatch):
     h = voice("models:\n  omni_fast:\n    max_tokens: 400\n"
               "assistant:\n  spoken_max_sentences: 0\n  spoken_max_s: 0\n")
+    # The answer stops in the middle of the user's words: the microphone must not change
+    # streams then (what the old stream still holds would be lost from their turn).
+    switched_while_talking: list[tuple[int, int]] = []
+    set_block_ms = MicSource.set_block_ms
+
+    def spy(mic: MicSource, block_ms: int) -> None:
+        if block_ms != mic.block_ms and h.loop.front.user_talking:
+            switched_while_talking.append((mic.block_ms, block_ms))
+        set_block_ms(mic, block_ms)
+
+    monkeypatch.setattr(MicSource, "set_block_ms", spy)
     question = make_speech(["Tell me a very long story about a dragon."])
     interruption = make_speech(["Stop. What is your name?"])
     h.play(question)
@@ -162,6 +175,7 @@ def test_barge_in_stops_playback_and_answers_the_new_utterance(voice, make_speec
     # story, ~1,400 characters, over 90 s of speech), and its record comes once it is heard.
     second = h.turn(timeout=300)
     assert "name" in second["transcript"].lower()
+    assert not switched_while_talking
 
 
 def test_does_not_answer_itself_through_the_room(voice, loopback):

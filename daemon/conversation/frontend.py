@@ -126,6 +126,11 @@ class FrontEnd:
         A speculative start is not busy: the user may well go on talking."""
         return self._core.view.answering is not None or self._echo.active(at)
 
+    @property
+    def user_talking(self) -> bool:
+        """The user is talking, or pausing inside an utterance that has not ended yet."""
+        return self._speaking
+
     def hear(self, frame: np.ndarray, captured_at: float) -> None:
         """One VAD frame of microphone audio, whose last sample was captured at `captured_at`."""
         if not self._live:
