@@ -13,8 +13,11 @@ moment plus a small lead. The delay left for AEC3 to find is the room's and the 
 
 While nothing has played for a while both streams pause together (AEC3 keeps what it learnt,
 and costs nothing while SARAi is silent); they resume together with the next answer. If the
-reference stops arriving while the speaker should be playing, or the speaker's rate changes,
-the canceller starts over (logged); until it has heard `warmup_s` of SARAi's voice again it
+speaker's callback comes late (a busy CPU), its device ran dry meanwhile and played silence:
+the reference gets that silence and AEC3 carries on (until the blocks come again it is
+`blind`: what played is not known). If the reference stops arriving for
+longer while the speaker should be playing, or the speaker's rate changes, the canceller
+starts over (logged); until it has heard `warmup_s` of SARAi's voice again it
 reports `converging`, and the front end judges barge-in more strictly meanwhile. Where no echo
 comes back at all (headphones) its output is not used, and while its reference has stalled
 it is `blind`: nothing heard over SARAi can be told from SARAi.
@@ -50,7 +53,12 @@ class EchoTiming:
     lead_s: float = 0.04  # the reference goes in this much ahead of the echo's earliest time
     idle_s: float = 1.2  # nothing heard for this long: both streams pause
     hold_s: float = 0.6  # an echo outlives the last sound by the room's tail and the latency
-    stall_s: float = 0.1  # the reference this far behind the microphone: it stalled
+    # The reference short of the microphone's own time (AEC3 wants `lead_s` more): the
+    # speaker is late. AEC3 must not be given microphone frames without their reference, or
+    # it loses the delay it found (measured: 3-10 dB instead of 55 dB for 3 s after a quarter
+    # of a second of late blocks, had it waited 100 ms for them).
+    late_s: float = 0.0
+    stall_s: float = 0.3  # …and nothing from it for this long: it stalled
     warmup_s: float = 12.0  # SARAi's voice a new canceller needs to hear before it is trusted
     deaf_s: float = 3.0  # …and before it cancels anything much: nothing over SARAi counts yet
 
@@ -106,6 +114,8 @@ class EchoCanceller:
         self._rate: int | None = None  # the speaker's rate
         self._resampler: StreamResampler | None = None
         self._in_end: float | None = None  # heard time after the reference so far; None: none
+        self._real_end = 0.0  # heard time after the last block the speaker really handed over
+        self._padded = False  # silence stands in for blocks that came late (see `_fill_late`)
         self._ref = np.zeros(0, np.float32)  # 16 kHz reference not yet handed to AEC3
         self._ref_t0 = 0.0  # when _ref[0] is heard
         self._engaged = False  # both streams are flowing into AEC3
@@ -124,6 +134,7 @@ class EchoCanceller:
         self._stalled = False  # the reference stopped coming and has not come back
         self._warned_length = False
         self.restarts = 0
+        self.late = 0  # times the speaker's blocks came late and silence stood in for them
         self.last_restart: str | None = None
 
     # --- the speaker's thread ---------------------------------------------------------
@@ -179,12 +190,13 @@ class EchoCanceller:
 
     def blind(self, at: float | None = None) -> bool:
         """SARAi may be heard in audio captured at `at`, and nothing can take it out: its
-        reference stopped coming, AEC3 cannot run here, or a new AEC3 has not yet heard
+        reference stopped coming or is late (silence stands in for what may have played),
+        AEC3 cannot run here, or a new AEC3 has not yet heard
         `deaf_s` of SARAi's voice (for its first seconds it lets most of the echo through).
         Nothing heard meanwhile can be told from SARAi's own voice."""
         if not self.cancelling or not self.active(at):
             return False
-        return (self._stalled or self._broken is not None
+        return (self._stalled or self._padded or self._broken is not None
                 or (self.echo_heard and self._voice_frames < self.timing.deaf_s * 100))
 
     @property
@@ -222,11 +234,14 @@ class EchoCanceller:
         elif jumped:
             self._align(start)  # the microphone lost audio: skip the reference alike
         behind = at - (self._ref_t0 + len(self._ref) / SAMPLE_RATE)
-        if behind > self.timing.stall_s + self._lag_s:
-            self._restart(f"the speaker's audio stopped arriving ({behind * 1000:.0f} ms "
-                          "behind the microphone)")
-            self._stalled = True
-            return frame
+        if behind > self.timing.late_s + self._lag_s:
+            silent = at - self._real_end
+            if silent > self.timing.stall_s:
+                self._restart(f"the speaker's audio stopped arriving ({silent * 1000:.0f} ms "
+                              "behind the microphone)")
+                self._stalled = True
+                return frame
+            self._fill_late(behind)
         try:
             out = self._cancel(frame, start)
         except (RuntimeError, ValueError) as exc:
@@ -280,6 +295,19 @@ class EchoCanceller:
         self._mic_next = at + n / SAMPLE_RATE
         return at, jumped
 
+    def _fill_late(self, behind: float) -> None:
+        """The speaker's callback is late (a busy CPU): its device ran dry, so silence is
+        what was heard since its last block. That silence goes into the reference, up to what
+        this microphone frame needs, and AEC3 goes on with what it learnt; blocks that come
+        later and claim some of that time lose the part that overlaps (see `_absorb`)."""
+        assert self._rate is not None
+        if not self._padded:
+            self.late += 1
+            log.info("the speaker's audio is late (%.0f ms behind the microphone): its device "
+                     "ran dry, and the echo canceller counts silence meanwhile", behind * 1000)
+        self._padded = True
+        self._append(np.zeros(round((behind + self.timing.lead_s) * self._rate), np.float32))
+
     def _align(self, start: float) -> None:
         """Line the reference up with the microphone frame that starts at `start`, to the
         sample: from here on the reference heard at t goes into AEC3 alongside the microphone
@@ -314,6 +342,11 @@ class EchoCanceller:
                     self._end_segment()  # a long hole: what follows is a new stretch
                 elif gap > _JITTER_S:
                     self._append(np.zeros(round(gap * rate), np.float32))  # nothing played
+                elif gap < -_JITTER_S and self._padded:
+                    # Late: silence already stands in for the start of this block.
+                    samples = samples[min(len(samples), round(-gap * rate)):]
+                    if not len(samples):
+                        continue
                 elif gap < -_JITTER_S:
                     # The device's clock runs a little fast against ours: follow its stamps.
                     self._ref_t0 += gap
@@ -323,6 +356,7 @@ class EchoCanceller:
                     continue  # silence while nothing plays: nothing to start
                 self._start_segment(at, rate, len(samples))
             self._append(samples)
+            self._real_end, self._padded = self._in_end, False
 
     def _start_segment(self, at: float, rate: int, block: int) -> None:
         last = self._last_end
@@ -348,6 +382,7 @@ class EchoCanceller:
             self._last_end = (self._in_end, self._rate)
         self._engaged = False
         self._in_end = None
+        self._padded = False
         self._resampler = None
         self._ref = np.zeros(0, np.float32)
 

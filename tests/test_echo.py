@@ -184,6 +184,26 @@ def test_a_stalled_reference_restarts_the_canceller_and_says_so(make_speech, cap
     assert _reduction_db(run, 12.0, len(ref) / RATE) >= 20
 
 
+def test_a_speaker_running_late_is_silence_not_a_fresh_start(make_speech, caplog):
+    """A busy CPU delays the speaker's callback by a quarter of a second: its device runs dry
+    and plays nothing meanwhile, and the voice goes on after the gap. The canceller keeps the
+    room it learnt (a fresh one would let the echo through for seconds, and barge-in with it)."""
+    voice = _voice(make_speech)
+    at = 6 * RATE // BLOCK * BLOCK
+    gap = np.zeros(RATE // 4 // BLOCK * BLOCK, np.int16)
+    ref = np.concatenate([voice[:at], gap, voice[at:]])
+    run = _room_mic(ref)
+    ec = EchoCanceller()
+    with caplog.at_level(logging.INFO, logger="sarai.audio.echo"):
+        _feed(ec, ref, run, drop=(at / RATE, (at + len(gap)) / RATE))
+    assert ec.restarts == 0 and ec.late >= 1
+    assert "late" in caplog.text and "starts over" not in caplog.text
+    after = (at + len(gap)) / RATE
+    assert _reduction_db(run, after + 0.2, after + 3.0) >= 25, \
+        _reduction_db(run, after + 0.2, after + 3.0)
+    assert not ec.blind() and not ec.converging
+
+
 def test_a_speaker_that_changes_rate_restarts_the_canceller(make_speech, caplog):
     ref = _voice(make_speech)
     half = len(ref) // 2 // (3 * BLOCK) * (3 * BLOCK)  # on a microphone frame's edge too
