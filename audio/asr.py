@@ -4,11 +4,12 @@ With `language: auto` each turn is heard in one of `auto_languages` at little mo
 cost of English alone: the fast English-only model decodes the turn first, and its transcript
 stands when the model was sure of it (its mean token log-probability is at least
 `english_min_logprob`: English speech scores about −0.15, other languages below −0.5). Only
-when it was not does the multilingual model encode the same window once, pick the language
+when it was not does the multilingual model encode the turn once, pick the language
 among `auto_languages` (English when it has at least `english_min_share` of the probability
 among them), and decode that encoding in that language; when that guess is English although
 the English model was unsure, the other language is decoded too and the more probable
-transcript wins (a short Spanish turn often sounds English to the language guess). So an
+transcript wins (a short Spanish turn often sounds English to the language guess) — unless
+its words clearly read as the other language (py3langid, `audio.text_language`). So an
 English turn costs what it did, and a Spanish one pays for a multilingual decode on top —
 except after a turn heard in another language: then the language guess goes first, and a turn
 it hears in that language skips the English model (see `_auto_once`).
@@ -35,6 +36,7 @@ from sarai.audio.short_window import (
     encode_window,
     language_shares,
 )
+from sarai.audio.text_language import TextLanguage
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +63,10 @@ class Transcriber:
         self._dirs = model_dirs
         self._models: dict[str, object] = {}
         self._lock = threading.Lock()
-        self._plan = WindowPlan(min_window_s=settings.min_window_s)
+        self._plan_en = WindowPlan(min_window_s=settings.min_window_s)
+        self._plan_other = WindowPlan(min_window_s=settings.min_window_s_multilingual)
         self._last_language: str | None = None  # of the last turn heard (auto)
+        self._written = TextLanguage(settings.auto_languages)  # what a transcript reads as
 
     def model_name_for(self, language: str | None) -> str:
         lang = language or self._s.language
@@ -109,6 +113,8 @@ class Transcriber:
         """Load `name`, or every model the configured language may need."""
         for n in [name] if name else self.model_names():
             self._model(n)
+        if self._s.language == AUTO and len(self._s.auto_languages) > 1:
+            self._written.preload()
 
     def transcribe(self, samples: np.ndarray, language: str | None = None, *,
                    fit_window: bool | None = None) -> Transcript:
@@ -117,11 +123,11 @@ class Transcriber:
         lang = language or self._s.language
         audio = samples.astype(np.float32) / 32768.0 if samples.dtype == np.int16 else samples
         fit = self._s.fit_window if fit_window is None else fit_window
-        window = self._plan.window_s(len(audio) / SAMPLE_RATE) if fit else None
         if lang == AUTO:
-            return self._auto(audio, window)
+            return self._auto(audio, fit)
         name = self.model_name_for(lang)
         model = self._model(name)
+        window = self._window(name, len(audio) / SAMPLE_RATE, fit)
         if window is not None:
             # A short turn is decoded on a window sized to it (a fraction of the 30 s cost);
             # if Whisper loops on it, the full window decides.
@@ -135,15 +141,24 @@ class Transcriber:
 
     # --- choosing the language ------------------------------------------------------
 
-    def _auto(self, audio: np.ndarray, window: float | None) -> Transcript:
-        tr = self._auto_once(audio, window)
+    def _window(self, name: str, duration_s: float, fit: bool) -> float | None:
+        """The short window model `name` decodes a turn on (None: Whisper's own 30 s)."""
+        if not fit:
+            return None
+        plan = self._plan_en if name == self._s.model_en else self._plan_other
+        return plan.window_s(duration_s)
+
+    def _auto(self, audio: np.ndarray, fit: bool) -> Transcript:
+        tr = self._auto_once(audio, fit)
         if tr.text.strip():
             self._last_language = tr.language
         return tr
 
-    def _auto_once(self, audio: np.ndarray, window: float | None) -> Transcript:
+    def _auto_once(self, audio: np.ndarray, fit: bool) -> Transcript:
         s = self._s
         duration = len(audio) / SAMPLE_RATE
+        window = self._window(s.model_multilingual, duration, fit)
+        window_en = self._window(s.model_en, duration, fit)
         looped_english = False
         guess: tuple[object, dict[str, float]] | None = None  # the multilingual encoding
         if window is not None and self._last_language not in (None, "en"):
@@ -162,13 +177,13 @@ class Transcriber:
                 if not r.degenerate:
                     return Transcript(r.text, lang, share, s.model_multilingual)
         if "en" in s.auto_languages:
-            if window is None:
+            if window_en is None:
                 tr, avg = self._full_window_scored(s.model_en, audio, "en")
                 if avg >= s.english_min_logprob:
                     return tr
             else:
                 first = decode_window(self._model(s.model_en),
-                                      encode_window(self._model(s.model_en), audio, window),
+                                      encode_window(self._model(s.model_en), audio, window_en),
                                       duration, "en", **self._decoding("en"))
                 sure = first.avg_logprob >= s.english_min_logprob
                 if sure and not first.degenerate:
@@ -201,7 +216,17 @@ class Transcriber:
             other = max((k for k in shares if k != "en"), key=shares.__getitem__)
             r2 = decode_window(model, encoded, duration, other,
                                language_probability=shares[other], **self._decoding(other))
-            if r2.avg_logprob > r.avg_logprob:
+            picked = other if r2.avg_logprob > r.avg_logprob else "en"
+            # The language token does not fix the language Whisper writes in: told English,
+            # it may write the Spanish it hears ("Sus contraescenias han sido cambiadas."), and
+            # be surer of it than of its Spanish decode. Words that clearly read as one of
+            # the two languages decide.
+            written = self._written.guess((r2 if picked == other else r).text)
+            if written in ("en", other) and written != picked:
+                log.debug("heard as %s, but the words read as %s: %s", picked, written,
+                          (r2 if picked == other else r).text)
+                picked = written
+            if picked == other:
                 lang, share, r = other, shares[other], r2
         if not r.degenerate:
             return Transcript(r.text, lang, share, name)

@@ -56,7 +56,10 @@ class AsrSettings(_Frozen):
     fit_window: bool = Field(
         True, description="decode short turns on a window sized to them, not Whisper's 30 s"
     )
-    min_window_s: float = Field(10.0, ge=5.0, le=30.0, description="shortest such window")
+    min_window_s: float = Field(
+        10.0, ge=5.0, le=30.0, description="shortest such window for the English model")
+    min_window_s_multilingual: float = Field(
+        6.0, ge=5.0, le=30.0, description="…and for the multilingual model")
     prompt: str = Field(
         "Hey SARAi.", description="text Whisper is told came just before an English turn (so"
         " it spells the assistant's name as in the wake phrases); empty = none"

@@ -9,9 +9,9 @@ from pathlib import Path
 from sarai.audio.asr import Transcriber
 from sarai.audio.errors import AudioError
 from sarai.audio.smart_turn import SmartTurn
+from sarai.audio.text_language import BOTH, TextLanguage
 from sarai.audio.tts import VoiceBank
 from sarai.daemon.config import Config
-from sarai.daemon.conversation.language import BOTH, TextLanguage
 from sarai.daemon.conversation.memory import Conversation
 from sarai.daemon.conversation.speech import SpokenLimits
 from sarai.daemon.conversation.turn import Assistant

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from recordings import PROMPTS
 
+from sarai.audio import asr as asr_module
 from sarai.audio.asr import Transcriber
 from sarai.audio.pcm import read_audio
 from sarai.audio.settings import AsrSettings
@@ -103,7 +104,7 @@ def test_after_a_spanish_turn_the_next_one_skips_the_english_model(models_dir, r
     tried_english = "asking the multilingual model which language this is"
     caplog.set_level("DEBUG", "sarai.audio.asr")
     heard = []
-    for lang, name in (("es", "conf-getpin"), ("es", "vm-passchanged"), ("es", "conf-locked"),
+    for lang, name in (("es", "conf-getpin"), ("es", "conf-invalidpin"), ("es", "conf-locked"),
                        ("en", "conf-locked"), ("es", "vm-mismatch")):
         caplog.clear()
         tr = t.transcribe(read_audio(PROMPTS[lang] / f"{name}.wav").samples)
@@ -116,3 +117,48 @@ def test_after_a_spanish_turn_the_next_one_skips_the_english_model(models_dir, r
         ("en", "whisper-tiny-en", False, True),  # heard as English: the English model decodes
         ("es", "whisper-base", True, True),  # after English, English first again
     ], heard
+
+
+def test_each_model_encodes_a_short_turn_on_its_own_window(models_dir, recordings,  # noqa: ARG001
+                                                         monkeypatch):
+    """tiny.en keeps a 10 s window (it loops more often on shorter ones); the multilingual
+    model, which hears Spanish, encodes a short turn on a 6 s one (on 40 Spanish tuning
+    prompts: 70 ms less at the median, 140 at p90, as many words; README, Fast recognition)."""
+    dirs = {n: starter.CATALOGUE[n].path(models_dir) for n in ("whisper-tiny-en", "whisper-base")}
+    t = Transcriber(load_config(None).audio.asr, dirs)
+    t.preload()
+    names = {id(t._model(n)): n for n in dirs}
+    windows: list[tuple[str, float]] = []
+    encode = asr_module.encode_window
+
+    def spy(model, audio, window_s):
+        windows.append((names[id(model)], window_s))
+        return encode(model, audio, window_s)
+
+    monkeypatch.setattr(asr_module, "encode_window", spy)
+    for lang, name in (("en", "conf-locked"), ("es", "conf-invalidpin"), ("es", "vm-sorry")):
+        audio = read_audio(PROMPTS[lang] / f"{name}.wav").samples
+        assert len(audio) / 16000 < 4  # short enough for the shortest window
+        tr = t.transcribe(audio)
+        assert tr.language == lang, (name, tr)
+    assert windows == [
+        ("whisper-tiny-en", 10),  # English: the English model alone
+        ("whisper-tiny-en", 10), ("whisper-base", 6),  # the first Spanish turn tries English
+        ("whisper-base", 6),  # after a Spanish turn the language guess goes first
+    ], windows
+
+
+def test_a_spanish_turn_whisper_labels_english_is_spanish_by_its_words(models_dir, recordings,  # noqa: ARG001
+                                                                       caplog):
+    """On this prompt the language guess gives English 0.40 of the probability, the English
+    model is unsure, and the multilingual model told to write English writes the Spanish it
+    hears, surer of it than of its Spanish decode: the words say which language it is."""
+    dirs = {n: starter.CATALOGUE[n].path(models_dir) for n in ("whisper-tiny-en", "whisper-base")}
+    t = Transcriber(load_config(None).audio.asr, dirs)
+    caplog.set_level("DEBUG", "sarai.audio.asr")
+    t.transcribe(read_audio(PROMPTS["es"] / "conf-getpin.wav").samples)  # a Spanish turn first
+    tr = t.transcribe(read_audio(PROMPTS["es"] / "vm-passchanged.wav").samples)
+    assert "heard as en, but the words read as es" in caplog.text
+    assert tr.language == "es" and tr.model == "whisper-base", tr
+    h, n = word_recall(asterisk_texts("es")["vm-passchanged"], tr.text, "es")
+    assert h / n >= 0.6, tr.text

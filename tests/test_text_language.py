@@ -2,7 +2,7 @@
 
 import pytest
 
-from sarai.daemon.conversation.language import TextLanguage
+from sarai.audio.text_language import TextLanguage
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,9 @@ from sarai.audio.clock import MONOTONIC
 from sarai.audio.playback import AudioSink
 from sarai.audio.sentences import SentenceSplitter
 from sarai.audio.smart_turn import SmartTurn
+from sarai.audio.text_language import TextLanguage
 from sarai.audio.tts import VoiceBank
 from sarai.audio.vad import Utterance
-from sarai.daemon.conversation.language import TextLanguage
 from sarai.daemon.conversation.memory import Conversation, is_forget_request
 from sarai.daemon.conversation.record import TurnRecord
 from sarai.daemon.conversation.speech import SpeechWorker, SpokenLimits

@@ -1,4 +1,5 @@
-"""The language of a typed turn, so its answer is written and spoken in it.
+"""The language a text is written in: a typed turn's, so its answer is written and spoken in
+it, and a transcript's where Whisper could not tell (see audio.asr).
 
 A spoken turn's language comes from Whisper. A typed one has only its words: py3langid (a
 naive Bayes model over byte n-grams, bundled with the package, ~0.1 ms a sentence) decides
