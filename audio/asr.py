@@ -114,7 +114,10 @@ class Transcriber:
         for n in [name] if name else self.model_names():
             self._model(n)
         if self._s.language == AUTO and len(self._s.auto_languages) > 1:
-            self._written.preload()
+            try:
+                self._written.preload()
+            except Exception as exc:  # a language py3langid lacks: Whisper alone decides
+                log.warning("cannot read which language a transcript is written in: %s", exc)
 
     def transcribe(self, samples: np.ndarray, language: str | None = None, *,
                    fit_window: bool | None = None) -> Transcript:

@@ -54,6 +54,6 @@ class TextLanguage:
         try:
             language, probability = self._identifier().classify(text)
         except Exception as exc:  # a broken install must not cost the turn
-            log.warning("cannot tell the language of a typed turn: %s", exc)
+            log.warning("cannot tell which language a text is in: %s", exc)
             return None
         return str(language) if probability >= self._sure else None
