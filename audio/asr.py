@@ -224,10 +224,11 @@ class Transcriber:
             # it may write the Spanish it hears ("Sus contraescenias han sido cambiadas."), and
             # be surer of it than of its Spanish decode. Words that clearly read as one of
             # the two languages decide.
-            written = self._written.guess((r2 if picked == other else r).text)
+            best = r2 if picked == other else r
+            written = self._written.guess(best.text)
             if written in ("en", other) and written != picked:
                 log.debug("heard as %s, but the words read as %s: %s", picked, written,
-                          (r2 if picked == other else r).text)
+                          best.text)
                 picked = written
             if picked == other:
                 lang, share, r = other, shares[other], r2
