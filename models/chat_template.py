@@ -10,6 +10,7 @@ trained otherwise echoes back (`[INST] <<SYS>> …`) instead of answering.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -74,17 +75,55 @@ class ChatTemplate:
 
     def render(self, messages: list[dict[str, Any]], *, bos_token: str = "",
                eos_token: str = "", name: str = "the model") -> str:
-        """The prompt for `messages`, ending with the assistant's turn opened."""
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
+        """The prompt for `messages` (see `fit`), ending with the assistant's turn opened."""
+        return _render(self.template, self.fit(messages), bos_token, eos_token, name)
 
-        def raise_exception(message: str) -> None:
-            raise ModelError(f"{name}: chat template: {message}")
+    def fit(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`messages` as this template can take them: a system message after the first one
+        (a note for this turn, e.g. which language to answer in) stays where it is when the
+        template renders it there (ChatML and most others); where the template refuses it or
+        leaves it out (Gemma's alternating roles), it is folded into the user message that
+        follows, before its text and a blank line, as Gemma folds its system prompt."""
+        if all(m["role"] != "system" for m in messages[1:]) or _late_system_ok(self.template):
+            return messages
+        out: list[dict[str, Any]] = []
+        notes: list[str] = []
+        for i, m in enumerate(messages):
+            if i > 0 and m["role"] == "system":
+                notes.append(m["content"])
+            elif notes and m["role"] == "user" and isinstance(m["content"], str):
+                out.append({**m, "content": "\n\n".join([*notes, m["content"]])})
+                notes = []
+            else:
+                out.append(m)
+        return out
 
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        return env.from_string(self.template).render(
-            messages=messages, add_generation_prompt=True, raise_exception=raise_exception,
-            bos_token=bos_token, eos_token=eos_token,
-        )
+
+def _render(template: str, messages: list[dict[str, Any]], bos_token: str, eos_token: str,
+            name: str) -> str:
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise ModelError(f"{name}: chat template: {message}")
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    return env.from_string(template).render(
+        messages=messages, add_generation_prompt=True, raise_exception=raise_exception,
+        bos_token=bos_token, eos_token=eos_token,
+    )
+
+
+@lru_cache(maxsize=16)
+def _late_system_ok(template: str) -> bool:
+    """Does `template` render a system message that comes after the conversation began?"""
+    note = "sarai-late-system-note"
+    probe = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"},
+             {"role": "assistant", "content": "a"}, {"role": "system", "content": note},
+             {"role": "user", "content": "v"}]
+    try:
+        return note in _render(template, probe, "", "", "probe")
+    except Exception:  # raise_exception, or a template that breaks on the unexpected role
+        return False
 
 
 def template_for(info: GGUFInfo) -> ChatTemplate:

@@ -131,7 +131,7 @@ class LlamaCppBackend(StreamingBackend):
         held = llm._input_ids[: llm.n_tokens].copy() if log.isEnabledFor(logging.DEBUG) else None
         started = time.perf_counter()
         chunks = llm.create_chat_completion(
-            messages=[m.as_dict() for m in messages],
+            messages=self.template.fit([m.as_dict() for m in messages]),
             max_tokens=max_tokens,
             temperature=temperature,
             stream=True,

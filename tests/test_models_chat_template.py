@@ -80,6 +80,27 @@ def test_gemma_folds_the_system_prompt_into_the_first_user_turn(gemma):
         "<start_of_turn>user\nWhy?<end_of_turn>\n<start_of_turn>model\n")
 
 
+LATE_NOTE = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+             {"role": "assistant", "content": "Hello!"},
+             {"role": "system", "content": "Answer only in Spanish."},
+             {"role": "user", "content": "Why?"}]
+
+
+def test_a_note_after_the_memory_stays_a_system_message_where_the_template_takes_it(smollm2):
+    prompt = template_of(smollm2).render(LATE_NOTE)
+    assert ("<|im_start|>system\nAnswer only in Spanish.<|im_end|>\n"
+            "<|im_start|>user\nWhy?<|im_end|>") in prompt
+
+
+def test_gemma_folds_a_note_after_the_memory_into_the_next_user_turn(gemma):
+    """Gemma's template refuses a system message between turns (roles must alternate)."""
+    assert template_of(gemma).render(LATE_NOTE, bos_token="<bos>") == (
+        "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n"
+        "<start_of_turn>model\nHello!<end_of_turn>\n"
+        "<start_of_turn>user\nAnswer only in Spanish.\n\nWhy?<end_of_turn>\n"
+        "<start_of_turn>model\n")
+
+
 def test_no_template_and_an_unknown_architecture_is_refused_before_loading(tmp_path):
     path = no_template(tmp_path / "mystery.gguf")
     with pytest.raises(ModelError, match=r"mystery\.gguf carries no chat template and its "

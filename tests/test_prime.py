@@ -118,3 +118,37 @@ def test_the_primed_fast_model_reads_only_the_new_question(assistant, caplog):
     follow_up = assistant.text_turn("And the sea?", None)
     assert follow_up.tier == Tier.OMNI_FAST.value
     assert len(_read_now(caplog)) == 1 and _read_now(caplog)[0] < 20, caplog.text
+
+
+def test_a_turn_in_another_language_reads_only_its_note_and_question(assistant, caplog,
+                                                                      monkeypatch):
+    """Real llama.cpp: the note on the turn's language comes after the memory, so a Spanish
+    turn after English ones finds the system prompt and the conversation already read (with
+    the note in the system prompt, all of it was read again)."""
+    for q in ("What is your name?", "Where do you live?"):
+        assistant.text_turn(q, None)
+    rec = TurnRecord(transcript="Why is the sky blue?", reply="Because of scattering.",
+                     tier=Tier.OMNI_FAST.value, language="en")
+    assistant.prime_after(Tier.OMNI_FAST, "en", after=rec, cancel=CancelToken())
+    assistant.remember(rec)
+    spy = StreamSpy(assistant.registry)
+    monkeypatch.setattr(assistant.registry, "backend", spy.backend)
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, "sarai.models.llamacpp")
+    spanish = assistant.text_turn("Hola, ¿qué tal estás?", None, language="es")
+    assert spanish.tier == Tier.OMNI_FAST.value and spanish.language == "es"
+    (sent, _), = spy.calls
+    assert sent[:-2] == [("system", assistant._system), *_said(assistant.memory)[:-2]]
+    assert sent[-2][0] == "system" and "answer only in Spanish" in sent[-2][1]
+    assert sent[-1] == ("user", "Hola, ¿qué tal estás?")
+    read = _read_now(caplog)
+    assert len(read) == 1 and read[0] < 40, caplog.text
+
+    # Primed in Spanish after it (the note included), the next Spanish turn reads only its
+    # own words.
+    assistant.prime(Tier.OMNI_FAST, "es")  # the Spanish turn is remembered already
+    caplog.clear()
+    again = assistant.text_turn("¿Y mañana?", None, language="es")
+    assert again.tier == Tier.OMNI_FAST.value
+    read_again = _read_now(caplog)
+    assert len(read_again) == 1 and read_again[0] < 20, caplog.text

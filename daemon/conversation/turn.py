@@ -101,8 +101,9 @@ class Assistant:
 
     def prime(self, tier: Tier, language: str | None = None, *,
               after: TurnRecord | None = None, cancel: CancelToken | None = None) -> None:
-        """Evaluate the next turn's prompt up to the user's words (system prompt and memory)
-        now, while nobody is talking, so the next reply only has to read the new question;
+        """Evaluate the next turn's prompt up to the user's words (system prompt, memory and
+        the note on `language`, see `_messages`) now, while nobody is talking, so the next
+        reply only has to read the new question; one in another language reads its note too.
         `after`: as memory will be once that turn is remembered.
 
         After memory drops its oldest exchange the whole remembered conversation would
@@ -219,13 +220,18 @@ class Assistant:
 
     def _messages(self, user: str, language: str,
                   history: list[Message] | None = None) -> list[Message]:
-        system = self._system
-        if language != "en":
-            name = LANGUAGE_NAMES.get(language, language)
-            system += f" The user is speaking {name}: answer only in {name}."
+        """System prompt, memory, then the turn: in a language other than English, a note
+        saying which comes just before the user's words. It stays out of the system prompt so
+        that the prompt up to it is the same in every language: a turn in another language
+        than the last one reads only the note and its words (see `prime`), not the whole
+        conversation again behind a changed system prompt."""
         if history is None:
             history = self.memory.messages()
-        return [Message("system", system), *history, Message("user", user)]
+        note = []
+        if language != "en":
+            name = LANGUAGE_NAMES.get(language, language)
+            note = [Message("system", f"The user is speaking {name}: answer only in {name}.")]
+        return [Message("system", self._system), *history, *note, Message("user", user)]
 
     def _answer(self, rec: TurnRecord, signals: TurnSignals, text: str,
                 media: tuple[Attachment, ...], sink: AudioSink | None, cancel: CancelToken,
