@@ -7,9 +7,10 @@ stands when the model was sure of it (its mean token log-probability is at least
 when it was not does the multilingual model encode the turn once, pick the language
 among `auto_languages` (English when it has at least `english_min_share` of the probability
 among them), and decode that encoding in that language; when that guess is English although
-the English model was unsure, the other language is decoded too and the more probable
-transcript wins (a short Spanish turn often sounds English to the language guess) — unless
-its words clearly read as the other language (py3langid, `audio.text_language`). So an
+the English model was unsure, the other language is decoded first and stands when its words
+clearly read as that language (py3langid, `audio.text_language`); else English is decoded
+too and the more probable transcript wins (a short Spanish turn often sounds English to the
+language guess) — unless its words clearly read as the other language. So an
 English turn costs what it did, and a Spanish one pays for a multilingual decode on top —
 except after a turn heard in another language: then the language guess goes first, and a turn
 it hears in that language skips the English model (see `_auto_once`).
@@ -210,15 +211,19 @@ class Transcriber:
         if looped_english and lang == "en":
             self._looped(audio)  # English after all: the English model's full window
             return self._full_window(s.model_en, audio, "en")
-        r = decode_window(model, encoded, duration, lang, language_probability=share,
-                          **self._decoding(lang))
         if lang == "en" and len(shares) > 1:
             # The English model was unsure, yet the language guess leans English: on a short
-            # turn that guess is often wrong (it hears English in two Spanish words). Decode
-            # the other language too, and keep whichever the model is surer of.
+            # turn that guess is often wrong (it hears English in two Spanish words). The
+            # other language is decoded first: words that clearly read as it settle the turn
+            # (py3langid, `audio.text_language`). Else English is decoded too, and the model's
+            # surer transcript wins.
             other = max((k for k in shares if k != "en"), key=shares.__getitem__)
             r2 = decode_window(model, encoded, duration, other,
                                language_probability=shares[other], **self._decoding(other))
+            if not r2.degenerate and self._written.guess(r2.text) == other:
+                return Transcript(r2.text, other, shares[other], name)
+            r = decode_window(model, encoded, duration, "en", language_probability=share,
+                              **self._decoding("en"))
             picked = other if r2.avg_logprob > r.avg_logprob else "en"
             # The language token does not fix the language Whisper writes in: told English,
             # it may write the Spanish it hears ("Sus contraescenias han sido cambiadas."), and
@@ -232,6 +237,9 @@ class Transcriber:
                 picked = written
             if picked == other:
                 lang, share, r = other, shares[other], r2
+        else:
+            r = decode_window(model, encoded, duration, lang, language_probability=share,
+                              **self._decoding(lang))
         if not r.degenerate:
             return Transcript(r.text, lang, share, name)
         self._looped(audio)
