@@ -91,7 +91,7 @@ class ListenSettings(BaseModel):
         150, ge=0, description="start on a turn at a pause this long; 0 = wait for the end"
     )
     complete_silence_ms: int = Field(
-        400, ge=0, description="silence from which a turn whose transcript reads as finished"
+        550, ge=0, description="silence from which a turn whose transcript reads as finished"
         " and whose sound the end-of-turn model takes for the end ends as soon as its answer"
         " is ready to be heard (0 = always wait for audio.vad.end_silence_ms)"
     )
