@@ -157,5 +157,5 @@ def test_the_shipped_way_ends_a_turn_when_its_answer_has_a_sound_and_never_after
     assert ways[SHIPPED](pause(None)) == 700  # no sound at all: not timed, the full silence
     assert ways[SHIPPED](pause(100.0, words=False)) == 700
     assert ways[SHIPPED](pause(100.0, p=0.1)) == 700
-    assert ways[BOTH](pause(100.0)) == 550  # the checks alone, ready at 150 + 200 ms
+    assert ways[BOTH](pause(900.0)) == 550  # the checks alone: ready at 150 + 200 ms
     assert SHIPPED not in policies(cfg)  # without the answers timed there is nothing to say
