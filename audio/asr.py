@@ -7,8 +7,9 @@ stands when the model was sure of it (its mean token log-probability is at least
 when it was not does the multilingual model encode the turn once, pick the language
 among `auto_languages` (English when it has at least `english_min_share` of the probability
 among them), and decode that encoding in that language; when that guess is English although
-the English model was unsure, the other language is decoded first and stands when its words
-clearly read as that language (py3langid, `audio.text_language`); else English is decoded
+the English model was unsure, the other language is decoded first and stands when the model
+was sure of it (`other_min_logprob`) and its words clearly read as that language (py3langid,
+`audio.text_language`); else English is decoded
 too and the more probable transcript wins (a short Spanish turn often sounds English to the
 language guess) — unless its words clearly read as the other language. So an
 English turn costs what it did, and a Spanish one pays for a multilingual decode on top —
@@ -214,13 +215,18 @@ class Transcriber:
         if lang == "en" and len(shares) > 1:
             # The English model was unsure, yet the language guess leans English: on a short
             # turn that guess is often wrong (it hears English in two Spanish words). The
-            # other language is decoded first: words that clearly read as it settle the turn
-            # (py3langid, `audio.text_language`). Else English is decoded too, and the model's
-            # surer transcript wins.
+            # other language is decoded first, and it settles the turn when the model was
+            # sure of it and its words clearly read as that language (py3langid,
+            # `audio.text_language`). Words alone are not enough: synthetic English read as
+            # Spanish can read clearly as Spanish ("Why do cats purr?" as "¿Por qué no puedo
+            # creer?"), but at mean log-prob −0.69 to −1.31 on the test sentences, where the
+            # Spanish tuning recordings that take this way score −0.28 to −0.63. Else English
+            # is decoded too, and the model's surer transcript wins.
             other = max((k for k in shares if k != "en"), key=shares.__getitem__)
             r2 = decode_window(model, encoded, duration, other,
                                language_probability=shares[other], **self._decoding(other))
-            if not r2.degenerate and self._written.guess(r2.text) == other:
+            if (not r2.degenerate and r2.avg_logprob >= s.other_min_logprob
+                    and self._written.guess(r2.text) == other):
                 return Transcript(r2.text, other, shares[other], name)
             r = decode_window(model, encoded, duration, "en", language_probability=share,
                               **self._decoding("en"))

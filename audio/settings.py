@@ -40,6 +40,12 @@ class AsrSettings(_Frozen):
         -0.5, le=0.0, description="auto: the English model's transcript stands when its mean"
         " token log-probability is at least this; below, the multilingual model decides"
     )
+    other_min_logprob: float = Field(
+        -0.5, le=0.0, description="auto: where the English model was unsure yet the language"
+        " guess leans English, the other language's transcript stands without an English one"
+        " when its mean token log-probability is at least this and its words read as that"
+        " language"
+    )
     english_min_share: float = Field(
         0.3, ge=0.0, le=1.0, description="auto: …and takes English when English has at least"
         " this share of the probability among auto_languages"

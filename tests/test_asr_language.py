@@ -162,37 +162,53 @@ def _decodes(t: Transcriber, monkeypatch) -> list[tuple[str, str]]:
     return calls
 
 
-def _leaning_english(models_dir) -> tuple[Transcriber, np.ndarray]:
-    """A Transcriber that has just heard a Spanish turn, and a Spanish prompt ("Marque el
-    asterisco para anular.") that the language guess gives to English (0.997 of the
-    probability) while the English model is unsure of it."""
+def _leaning_english(models_dir, name: str) -> tuple[Transcriber, np.ndarray]:
+    """A Transcriber that has just heard a Spanish turn, and the Spanish prompt `name`."""
     dirs = {n: starter.CATALOGUE[n].path(models_dir) for n in ("whisper-tiny-en", "whisper-base")}
     t = Transcriber(load_config(None).audio.asr, dirs)
     t.preload()
     t.transcribe(read_audio(PROMPTS["es"] / "conf-getpin.wav").samples)  # a Spanish turn first
-    return t, read_audio(PROMPTS["es"] / "vm-star-cancel.wav").samples
+    return t, read_audio(PROMPTS["es"] / f"{name}.wav").samples
 
 
 def test_a_spanish_turn_the_guess_gives_to_english_is_settled_by_its_spanish_words(
         models_dir, recordings, monkeypatch):  # noqa: ARG001
-    """Its Spanish decode reads clearly as Spanish: that stands, and the multilingual model
-    does not decode it in English as well (on 7 Spanish tuning prompts that take this way,
-    40-240 ms sooner; README, Languages)."""
-    t, audio = _leaning_english(models_dir)
+    """"Actualmente solo hay otro participante en la conferencia.": the English model is unsure
+    of it (it loops, mean log-prob −1.06) and the language guess gives it to English (0.59 of
+    the probability). Its Spanish decode is sure (−0.16) and reads clearly as Spanish: that
+    stands, and the multilingual model does not decode it in English as well (40-240 ms
+    sooner on the Spanish tuning prompts that take this way; README, Languages)."""
+    t, audio = _leaning_english(models_dir, "conf-onlyone")
     decodes = _decodes(t, monkeypatch)
     tr = t.transcribe(audio)
     assert tr.language == "es" and tr.model == "whisper-base", tr
     assert decodes == [("whisper-tiny-en", "en"), ("whisper-base", "es")], decodes
+    h, n = word_recall(asterisk_texts("es")["conf-onlyone"], tr.text, "es")
+    assert h / n >= 0.8, tr.text
+
+
+def test_where_the_spanish_decode_is_unsure_both_decodes_and_their_words_decide(
+        models_dir, recordings, monkeypatch):  # noqa: ARG001
+    """"Marque el asterisco para anular.": the guess gives it to English (0.997), and the
+    Spanish decode, right as it is, scores a mean log-prob of −0.63, below
+    `other_min_logprob`. So English is decoded too, and the surer transcript (or, where
+    Whisper told to write English wrote the Spanish it heard, its words) says which language
+    it is."""
+    t, audio = _leaning_english(models_dir, "vm-star-cancel")
+    decodes = _decodes(t, monkeypatch)
+    tr = t.transcribe(audio)
+    assert decodes == [("whisper-tiny-en", "en"), ("whisper-base", "es"),
+                       ("whisper-base", "en")], decodes
+    assert tr.language == "es" and tr.model == "whisper-base", tr
     h, n = word_recall(asterisk_texts("es")["vm-star-cancel"], tr.text, "es")
     assert h / n >= 0.8, tr.text
 
 
-def test_where_the_spanish_words_do_not_settle_it_both_decodes_and_their_words_decide(
+def test_where_the_spanish_words_do_not_settle_it_both_decodes_decide(
         models_dir, recordings, monkeypatch):  # noqa: ARG001
-    """Where the Spanish decode's words do not read clearly as Spanish (made so here), English
-    is decoded too, and the surer transcript (or, where Whisper told to write English wrote
-    the Spanish it heard, its words) says which language it is."""
-    t, audio = _leaning_english(models_dir)
+    """A sure Spanish decode whose words do not read clearly as Spanish (made so here) does
+    not stand alone either."""
+    t, audio = _leaning_english(models_dir, "conf-onlyone")
     guess = t._written.guess
     unsure = iter([None])  # the first look, at the Spanish decode, cannot tell
     monkeypatch.setattr(t._written, "guess", lambda text: next(unsure, guess(text)))
@@ -201,3 +217,18 @@ def test_where_the_spanish_words_do_not_settle_it_both_decodes_and_their_words_d
     assert decodes == [("whisper-tiny-en", "en"), ("whisper-base", "es"),
                        ("whisper-base", "en")], decodes
     assert tr.language == "es" and tr.model == "whisper-base", tr
+
+
+@pytest.mark.parametrize(("question", "speed"), [
+    ("Why do cats purr?", 175), ("Why do leaves fall?", 175), ("What day is it?", 175)])
+def test_english_that_reads_as_spanish_when_decoded_so_is_still_heard_in_english(
+        shipped, make_speech, question, speed):
+    """Synthetic English the English model is unsure of and the guess gives to English: its
+    Spanish decode reads clearly as Spanish ("¿Por qué no puedo creer?", "¿Qué es esto?") but
+    the model is not sure of it (−0.69 to −1.31), so English is decoded too, and wins."""
+    shipped._last_language = "en"
+    tr = shipped.transcribe(read_audio(make_speech([question], speed=speed)).samples)
+    assert tr.language == "en", tr
+    said = {w.strip("?.,!¿").lower() for w in question.split()}
+    heard = {w.strip("?.,!¿").lower() for w in tr.text.split()}
+    assert len(said & heard) >= 2, tr.text
