@@ -219,16 +219,15 @@ def test_where_the_spanish_words_do_not_settle_it_both_decodes_decide(
     assert tr.language == "es" and tr.model == "whisper-base", tr
 
 
-@pytest.mark.parametrize(("question", "speed"), [
-    ("Why do cats purr?", 175), ("Why do leaves fall?", 175), ("What day is it?", 175)])
+@pytest.mark.parametrize("question", ["Why do cats purr?", "Why do leaves fall?",
+                                      "What day is it?"])
 def test_english_that_reads_as_spanish_when_decoded_so_is_still_heard_in_english(
-        shipped, make_speech, question, speed):
-    """Synthetic English the English model is unsure of and the guess gives to English: its
-    Spanish decode reads clearly as Spanish ("¿Por qué no puedo creer?", "¿Qué es esto?") but
-    the model is not sure of it (−0.69 to −1.31), so English is decoded too, and wins."""
+        shipped, make_speech, question):
+    """Synthetic English (at 175 words a minute) the English model is unsure of and the guess
+    gives to English: its Spanish decode reads clearly as Spanish ("¿Por qué no puedo
+    creer?", "¿Qué es esto?") but the model is not sure of it (−0.69 to −1.31), so English is
+    decoded too, and wins."""
     shipped._last_language = "en"
-    tr = shipped.transcribe(read_audio(make_speech([question], speed=speed)).samples)
+    tr = shipped.transcribe(read_audio(make_speech([question], speed=175)).samples)
     assert tr.language == "en", tr
-    said = {w.strip("?.,!¿").lower() for w in question.split()}
-    heard = {w.strip("?.,!¿").lower() for w in tr.text.split()}
-    assert len(said & heard) >= 2, tr.text
+    assert word_recall(question, tr.text, "en")[0] >= 2, tr.text
