@@ -70,6 +70,12 @@ class Transcriber:
         self._last_language: str | None = None  # of the last turn heard (auto)
         self._written = TextLanguage(settings.auto_languages)  # what a transcript reads as
 
+    @property
+    def text_language(self) -> TextLanguage:
+        """What reads which of `auto_languages` a text is written in (one model, shared with
+        whoever else needs it: it takes ~0.7 s to load)."""
+        return self._written
+
     def model_name_for(self, language: str | None) -> str:
         lang = language or self._s.language
         if lang == AUTO:

@@ -9,7 +9,7 @@ from pathlib import Path
 from sarai.audio.asr import Transcriber
 from sarai.audio.errors import AudioError
 from sarai.audio.smart_turn import SmartTurn
-from sarai.audio.text_language import BOTH, TextLanguage
+from sarai.audio.text_language import TextLanguage
 from sarai.audio.tts import VoiceBank
 from sarai.daemon.config import Config
 from sarai.daemon.conversation.memory import Conversation
@@ -100,8 +100,15 @@ def build_assistant(ctx: Context, *, hear: bool, speak: bool) -> Assistant:
         spoken=SpokenLimits(cfg.assistant.spoken_max_sentences, cfg.assistant.spoken_max_s),
         end_of_turn=end_of_turn,
         # With `auto`, a typed turn's own words say which language it is answered in.
-        text_language=TextLanguage(BOTH) if language == "auto" else None,
+        text_language=_typed_language(cfg, transcriber) if language == "auto" else None,
     )
+
+
+def _typed_language(cfg: Config, transcriber: Transcriber | None) -> TextLanguage:
+    """What reads a typed turn's language: the transcriber's own reader where it has one."""
+    if transcriber is not None:
+        return transcriber.text_language
+    return TextLanguage(cfg.audio.asr.auto_languages)
 
 
 def end_of_turn_model(ctx: Context, registry: ModelRegistry) -> SmartTurn | None:

@@ -33,3 +33,24 @@ def test_the_words_say_the_language(text_language, text, language):
 
 def test_one_language_needs_no_guess():
     assert TextLanguage(["es"]).guess("What time is it?") == "es"
+
+
+def test_typed_turns_and_transcripts_are_read_by_one_model(models_dir, tmp_path):
+    """The daemon loads py3langid once (~0.7 s and ~80 MB while it is cut down), not once for
+    transcripts and again for typed turns; without a transcriber it still reads typed turns."""
+    from sarai.daemon.app import Context, build_assistant
+    from sarai.daemon.config import load_config
+    from sarai.daemon.paths import Paths
+
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("")
+    ctx = Context(load_config(cfg), Paths.from_env())
+    hearing = build_assistant(ctx, hear=True, speak=False)
+    typing = build_assistant(ctx, hear=False, speak=False)
+    try:
+        assert hearing.text_language is hearing.transcriber.text_language
+        assert typing.transcriber is None
+        assert typing.text_language.guess("¿Qué hora es?") == "es"
+    finally:
+        hearing.registry.close()
+        typing.registry.close()
