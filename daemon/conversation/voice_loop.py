@@ -208,9 +208,11 @@ class VoiceLoop:
             for frame, at in timed_frames(block, captured_at, self.front.frame_ms):
                 self.front.hear(frame, at)
             # Small blocks while an answer plays (barge-in must be quick), large ones while
-            # only listening (fewer wakeups). A change opens a new stream and loses what the
-            # old one still held, so blocks only grow once the user has stopped talking (an
-            # answer they talked over ends in the middle of their words).
+            # only listening (fewer wakeups). A change opens a new stream, and the switch
+            # may lose or repeat a little sound (PulseAudio, after the first change: 30 ms
+            # lost when blocks shrink, 60-90 ms repeated when they grow), so blocks only grow
+            # once the user has stopped talking (an answer they talked over ends in the middle
+            # of their words).
             small = self.front.busy()
             if small or not self.front.user_talking:
                 mic.set_block_ms(self.front.frame_ms if small else self._audio.mic_block_ms)
