@@ -160,6 +160,11 @@ class EchoCanceller:
         at = time.perf_counter() if at is None else at
         return at - self._last_sound < self.timing.hold_s
 
+    def quiet_for(self, at: float) -> float:
+        """How long before `at` the last sound handed to the speaker was heard out (negative:
+        it is still being heard)."""
+        return at - self._last_sound
+
     @property
     def converging(self) -> bool:
         """The canceller cannot be trusted yet: it is new or has just started over and has

@@ -50,3 +50,24 @@ def test_once_paused_a_candidate_is_given_longer_before_playback_resumes():
     assert acts[1] is BargeAction.PAUSE and acts.index(BargeAction.RESUME) == 16
     det = BargeInDetector(timing)
     assert set(_feed(det, "x.....x")) == {BargeAction.NONE}  # not paused: the short fade
+
+
+def test_voice_held_while_the_echo_is_in_flight_counts_once_the_voice_goes_on():
+    """Voiced frames just after the pause may be SARAi's echo still arriving ('f'): alone they
+    confirm nothing, but a voice that goes on after them was the user's all along (a short
+    "Stop." has little left once the echo has passed)."""
+    timing = BargeInTiming(frame_ms=30, pause_ms=60, confirm_ms=150, fade_ms=150,
+                           paused_fade_ms=450, after_ms=60)
+
+    def feed(pattern: str) -> list[BargeAction]:
+        det = BargeInDetector(timing)
+        return [det.feed(c != ".", 10.0 + 0.03 * i, in_flight=c == "f")
+                for i, c in enumerate(pattern)]
+
+    acts = feed("xx" + "fffff" + "xx")
+    assert acts[1] is BargeAction.PAUSE and acts[-1] is BargeAction.INTERRUPT
+    assert BargeAction.INTERRUPT not in feed("xx" + "fffff" + "x" + "." * 3)
+    acts = feed("xx" + "fffff" + "." * 12)  # the echo alone: the answer goes on
+    assert BargeAction.RESUME in acts and BargeAction.INTERRUPT not in acts
+    # Before a pause nothing is in flight: the flag changes nothing.
+    assert feed("ff" + "xxxxx")[-1] is BargeAction.INTERRUPT

@@ -21,6 +21,7 @@ from recordings import PROMPTS
 
 from sarai.audio.pcm import read_audio
 from sarai.audio.speech_corpus import asterisk_texts
+from sarai.daemon.config import ListenSettings
 from sarai.daemon.conversation.requests import MediaRef, RequestError, typed
 from sarai.daemon.events import ListenMode
 
@@ -248,6 +249,56 @@ def test_the_echo_still_arriving_after_a_pause_does_not_confirm_a_barge_in(tmp_p
     turn = h.probe.turn(120)
     assert (turn["transcript"], turn["outcome"]) == ("Tell me a story about a dragon.", "done")
     assert sum(paused) > 0  # its voice did look like the user talking over it
+
+
+def test_a_short_stop_over_an_answer_in_a_room_stops_it(tmp_path):
+    """"Stop." over an answer that comes back through the room: SARAi pauses at its first
+    syllable, and what is left of the word once the answer's echo has passed confirms it,
+    with what was held while that echo was in flight. The answer does not resume over the
+    user, and their next words reach the turn whole, quiet ones included."""
+    h = make_harness(tmp_path, echo_gain=0.8, echo_delay_s=0.06,
+                     models=ScriptedModels(reply=lambda q: STORY if "story" in q
+                                           else f"You said {q}"))
+    h.core.ask(typed("Tell me a story about a dragon."))
+    h.core.pump()
+    h.silence(ListenSettings().echo_deaf_s + 1.0)  # a new canceller is deaf at first
+    assert h.speaker.playing
+    heard: list[np.ndarray] = []
+    transcriber = h.core.assistant.transcriber
+    transcribe = transcriber.transcribe
+
+    def keep(samples, *a, **kw):
+        heard.append(samples.copy())
+        return transcribe(samples, *a, **kw)
+
+    transcriber.transcribe = keep
+    stop = spoken("Stop.", tmp_path)
+    question = spoken("What is your name?", tmp_path)
+    gap = silence(0.35)
+    transcriber.learn(np.concatenate([stop, gap, question]), "Stop. What is your name?")
+    sounding: list[bool] = []
+    h.feed(np.concatenate([stop, gap, question]),
+           on_frame=lambda: sounding.append(h.speaker.playing and not h.speaker.queue.paused))
+    first = h.probe.turn(30)
+    assert (first["outcome"], first["interrupted"]) == ("interrupted", True)
+    went_quiet = sounding.index(False)
+    assert not any(sounding[went_quiet:])  # it paused at "Stop" and never went on
+    assert went_quiet * 0.03 < 0.3
+    assert h.probe.turn(30)["transcript"] == "Stop. What is your name?"
+    # From 0.3 s in (SARAi paused and its echo passed), every voiced 10 ms of what was said
+    # is in the turn, at about the level it was said.
+    said, got = _levels(np.concatenate([stop, gap, question])), _levels(heard[-1])
+    lag = max(range(len(got) - len(said) + 1),
+              key=lambda k: float(np.dot(got[k:k + len(said)], said)))
+    voiced = said > 0.1 * said.max()
+    voiced[:30] = False
+    kept = got[lag:lag + len(said)][voiced] / said[voiced]
+    assert kept.min() > 0.25, kept.round(2)  # the canceller shapes it a little, no more
+
+
+def _levels(audio: np.ndarray) -> np.ndarray:
+    frames = audio[: len(audio) // 160 * 160].astype(np.float64).reshape(-1, 160)
+    return np.sqrt((frames ** 2).mean(axis=1))
 
 
 def test_its_own_last_words_coming_back_late_are_not_a_turn(tmp_path, caplog):

@@ -51,7 +51,8 @@ _PAUSED_FADE_MS = 450
 # that was SARAi's own voice all along (seen under a busy CPU, when the canceller has lost
 # the echo's timing for a moment and lets it through). The echo of the 48 kHz room test came
 # back 86-115 ms after the speaker's timestamps; 0.2 s cost a 0.75 s word at -10 dB in
-# `sarai bench room`'s office.
+# `sarai bench room`'s office. Voiced frames then are held, and count only if the voice goes
+# on after them (see daemon.conversation.barge_in).
 _IN_FLIGHT_S = 0.15
 
 
@@ -110,6 +111,7 @@ class FrontEnd:
         self._heard = deque([0.0], maxlen=max(1, _ECHO_WINDOW_MS // vad.frame_ms))  # levels
         self._room = _RoomNoise()
         self._barged: int | None = None  # the answer this front end reported talked over
+        self._cut: int | None = None  # …while nothing has been said since it was cut
         self._releases = 0  # push-to-talk releases seen
         self._speaking = False
         self._live = False  # audio has arrived since the microphone (re)opened
@@ -162,7 +164,8 @@ class FrontEnd:
                 self._set_speaking(False)
                 return
             passed = self._passes_gate(cleaned, captured_at)
-            frame = cleaned if passed else self._room.fill(len(cleaned))
+            if not self._quiet_for_the_user(captured_at, view):
+                frame = cleaned if passed else self._room.fill(len(cleaned))
         else:
             passed = True
         self._watch_barge_in(cleaned, passed, captured_at, busy)
@@ -217,6 +220,21 @@ class FrontEnd:
             return
         self._post(m.Ended(utt, self._near_answer))
 
+    def _quiet_for_the_user(self, captured_at: float, view: View) -> bool:
+        """SARAi went quiet for the user talking over it (paused for them, or the answer
+        they interrupted), and the echo of all it handed to the speaker has come back
+        already: the turn hears the microphone as it is, as between answers. AEC3's output
+        is not used then: for a few hundred ms after the speaker goes quiet it holds down
+        what it hears, the user included (through the PulseAudio loopback, the "is your" of
+        "What is your name?" came out up to 19 dB down, below the gate, and the turn was
+        heard as "Uh, your name."). What decides a barge-in is not changed by this."""
+        if self._cut is not None and view.answering not in (None, self._cut):
+            self._cut = None  # SARAi answers again
+        if not (self._barge.paused or self._cut is not None):
+            return False
+        frame_start = captured_at - self._seg.frame_ms / 1000
+        return self._echo.quiet_for(frame_start) >= _IN_FLIGHT_S
+
     def _passes_gate(self, cleaned: np.ndarray, captured_at: float) -> bool:
         """Whether the canceller's output may be the user, not what is left of SARAi's voice
         (where it is not, the segmenter hears the room's noise instead).
@@ -253,12 +271,13 @@ class FrontEnd:
             return  # a remainder shorter than a frame: nothing to judge
         speech = self._barge_vad.is_speech(cleaned[:n].tobytes(), SAMPLE_RATE)
         voiced = loud and speech
+        in_flight = False
         if voiced and self._barge.paused:
             stopped = speaker.stopped_at
             frame_start = captured_at - self._seg.frame_ms / 1000
-            if stopped is not None and frame_start < stopped + _IN_FLIGHT_S:
-                voiced = False  # the echo of the words heard before the pause
-        action = self._barge.feed(voiced, captured_at)
+            # The echo of the words heard before the pause may be in it.
+            in_flight = stopped is not None and frame_start < stopped + _IN_FLIGHT_S
+        action = self._barge.feed(voiced, captured_at, in_flight=in_flight)
         if action is BargeAction.PAUSE:
             speaker.pause()
         elif action is BargeAction.RESUME:
@@ -266,7 +285,7 @@ class FrontEnd:
             log.debug("barge-in candidate faded; answer resumed")
         elif action is BargeAction.INTERRUPT:
             onset = self._barge.onset
-            self._barged = answering
+            self._barged = self._cut = answering
             self._barge.reset()
             self._post(m.BargeIn(answering, onset if onset is not None else captured_at))
 
