@@ -8,9 +8,9 @@ confirmation cleaner: while SARAi is silent the microphone hears only the user.
 
 Just after the pause, the echo of what SARAi said before it is still on its way to the
 microphone: voiced frames then ("in flight") cannot confirm a candidate on their own. They
-are held, and count once the voice goes on after the echo has passed (`after_ms`): a short
-"Stop." has little left by then, and without its held frames it faded and the answer went on
-over the user's next words.
+are held, and count once the voice goes on after the echo has passed (`after_ms`). A short
+word has little left by then: without its held frames a candidate faded, and the answer went
+on over the user's next words.
 """
 
 from __future__ import annotations
