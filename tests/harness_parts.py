@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+from scipy.signal import correlate
 
 from sarai.audio.asr import Transcript
 from sarai.audio.pcm import SAMPLE_RATE, read_audio
@@ -53,6 +54,7 @@ class ScriptedTranscriber:
     def __init__(self) -> None:
         self._known: list[tuple[float, str]] = []
         self.calls: list[float] = []
+        self.heard: list[np.ndarray] = []  # the audio of every call
 
     def learn(self, samples: np.ndarray, text: str) -> np.ndarray:
         self._known.append((len(samples) / SAMPLE_RATE, text))
@@ -61,6 +63,7 @@ class ScriptedTranscriber:
     def transcribe(self, samples: np.ndarray, fit_window: bool = True) -> Transcript:  # noqa: ARG002
         seconds = len(samples) / SAMPLE_RATE
         self.calls.append(seconds)
+        self.heard.append(samples.copy())
         # Pre-roll (300 ms) and the kept tail (≤ 200 ms) come with the speech.
         text = min(self._known, key=lambda k: abs(k[0] + 0.4 - seconds))[1] if self._known \
             else ""
@@ -68,6 +71,23 @@ class ScriptedTranscriber:
 
     def preload(self) -> None:
         pass
+
+
+def kept_levels(said: np.ndarray, turn: np.ndarray) -> np.ndarray:
+    """`said` found in `turn` by its waveform: for every voiced 10 ms of it, its level in the
+    turn over its level as said (about 1 where it reached the turn, about 0 where it was
+    lost)."""
+    said64, turn64 = said.astype(np.float64), turn.astype(np.float64)
+    lag = int(np.argmax(correlate(turn64, said64, mode="valid")))
+    before, after = _levels(said64), _levels(turn64[lag:lag + len(said64)])
+    voiced = before > 0.1 * before.max()
+    return after[voiced] / before[voiced]
+
+
+def _levels(audio: np.ndarray) -> np.ndarray:
+    """RMS of each 10 ms."""
+    frames = audio[: len(audio) // 160 * 160].reshape(-1, 160)
+    return np.sqrt((frames ** 2).mean(axis=1))
 
 
 _ROUTER: Router | None = None

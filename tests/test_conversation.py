@@ -16,10 +16,10 @@ import weakref
 
 import numpy as np
 import pytest
-from harness_parts import ScriptedModels, make_harness, silence, spoken
+from harness_parts import ScriptedModels, kept_levels, make_harness, silence, spoken
 from recordings import PROMPTS
 
-from sarai.audio.pcm import read_audio
+from sarai.audio.pcm import SAMPLE_RATE, read_audio
 from sarai.audio.speech_corpus import asterisk_texts
 from sarai.daemon.config import ListenSettings
 from sarai.daemon.conversation.requests import MediaRef, RequestError, typed
@@ -263,15 +263,7 @@ def test_a_short_stop_over_an_answer_in_a_room_stops_it(tmp_path):
     h.core.pump()
     h.silence(ListenSettings().echo_deaf_s + 1.0)  # a new canceller is deaf at first
     assert h.speaker.playing
-    heard: list[np.ndarray] = []
     transcriber = h.core.assistant.transcriber
-    transcribe = transcriber.transcribe
-
-    def keep(samples, *a, **kw):
-        heard.append(samples.copy())
-        return transcribe(samples, *a, **kw)
-
-    transcriber.transcribe = keep
     stop = spoken("Stop.", tmp_path)
     question = spoken("What is your name?", tmp_path)
     gap = silence(0.35)
@@ -287,18 +279,9 @@ def test_a_short_stop_over_an_answer_in_a_room_stops_it(tmp_path):
     assert h.probe.turn(30)["transcript"] == "Stop. What is your name?"
     # From 0.3 s in (SARAi paused and its echo passed), every voiced 10 ms of what was said
     # is in the turn, at about the level it was said.
-    said, got = _levels(np.concatenate([stop, gap, question])), _levels(heard[-1])
-    lag = max(range(len(got) - len(said) + 1),
-              key=lambda k: float(np.dot(got[k:k + len(said)], said)))
-    voiced = said > 0.1 * said.max()
-    voiced[:30] = False
-    kept = got[lag:lag + len(said)][voiced] / said[voiced]
+    said = np.concatenate([stop, gap, question])[int(0.3 * SAMPLE_RATE):]
+    kept = kept_levels(said, transcriber.heard[-1])
     assert kept.min() > 0.25, kept.round(2)  # the canceller shapes it a little, no more
-
-
-def _levels(audio: np.ndarray) -> np.ndarray:
-    frames = audio[: len(audio) // 160 * 160].astype(np.float64).reshape(-1, 160)
-    return np.sqrt((frames ** 2).mean(axis=1))
 
 
 def test_its_own_last_words_coming_back_late_are_not_a_turn(tmp_path, caplog):

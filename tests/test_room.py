@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from harness_parts import ScriptedModels, make_harness, silence
+from harness_parts import ScriptedModels, kept_levels, make_harness, silence
 from recordings import PROMPTS
-from scipy.signal import correlate, fftconvolve
+from scipy.signal import fftconvolve
 
 from sarai.audio.pcm import SAMPLE_RATE, read_audio
 from sarai.audio.room import (
@@ -151,15 +151,7 @@ def test_once_it_has_stopped_for_the_person_their_words_reach_the_turn_whole(tmp
     hears the microphone as it is. (Before, a quieter stretch of the person's words right
     after the stop fell below the echo gate and was lost from the turn.)"""
     h, watch = _harness(tmp_path, "office")
-    heard: list[np.ndarray] = []
     transcriber = h.core.assistant.transcriber
-    transcribe = transcriber.transcribe
-
-    def keep(samples, *a, **kw):
-        heard.append(samples.copy())
-        return transcribe(samples, *a, **kw)
-
-    transcriber.transcribe = keep
     person = _person("conf-nonextended", "office", 0.0)
     transcriber.learn(person, "Extension not found.")
     h.feed(silence(1.0), on_frame=watch)
@@ -169,24 +161,13 @@ def test_once_it_has_stopped_for_the_person_their_words_reach_the_turn_whole(tmp
     start = h.now
     h.feed(person, on_frame=watch)
     h.feed(silence(1.5), on_frame=watch)
-    assert watch.stops and heard
-    # What the person said from when SARAi's echo had come back after the stop, found in the
-    # turn by its waveform: every voiced 10 ms of it is there, at about its level.
-    after = round((watch.stops[0] - start + 0.3) * SAMPLE_RATE) // 160 * 160
+    assert watch.stops and transcriber.heard
+    # What the person said from when SARAi's echo had come back after the stop: every voiced
+    # 10 ms of it is in the turn, at about its level.
+    after = round((watch.stops[0] - start + 0.3) * SAMPLE_RATE)
     assert after < len(person) - SAMPLE_RATE // 2
-    tail = person[after:].astype(np.float64)
-    turn = heard[-1].astype(np.float64)
-    lag = int(np.argmax(correlate(turn, tail, mode="valid")))
-    said, got = _levels(tail), _levels(turn[lag:lag + len(tail)])
-    voiced = said > 0.1 * said.max()
-    kept = got[voiced] / said[voiced]
+    kept = kept_levels(person[after:], transcriber.heard[-1])
     assert kept.min() > 0.25, kept.round(2)
-
-
-def _levels(audio: np.ndarray) -> np.ndarray:
-    """RMS of each 10 ms."""
-    frames = audio[: len(audio) // 160 * 160].reshape(-1, 160)
-    return np.sqrt((frames ** 2).mean(axis=1))
 
 
 def test_with_headphones_talking_over_it_works_from_its_first_second(tmp_path, caplog):
