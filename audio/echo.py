@@ -158,7 +158,7 @@ class EchoCanceller:
     def active(self, at: float | None = None) -> bool:
         """True if an echo of playback may be in audio captured at `at` (default: now)."""
         at = time.perf_counter() if at is None else at
-        return at - self._last_sound < self.timing.hold_s
+        return self.quiet_for(at) < self.timing.hold_s
 
     def quiet_for(self, at: float) -> float:
         """How long before `at` the last sound handed to the speaker was heard out (negative:
