@@ -58,7 +58,8 @@ class SpeakerSink:
     really be heard, from PortAudio's output DAC time where the host API reports it (else the
     stream latency).
     `on_played(samples, rate, heard_at)` sees every block as it is handed to the device (the
-    echo reference).
+    echo reference); `on_dropped(at)` hears when what the device held from `at` on was thrown
+    away instead of played.
     """
 
     RATE = 22050  # the Piper and espeak-ng voices' rate; other rates are resampled
@@ -73,10 +74,12 @@ class SpeakerSink:
         self,
         device: str | int | None = None,
         on_played: Callable[[np.ndarray, int, float], None] | None = None,
+        on_dropped: Callable[[float], None] | None = None,
     ) -> None:
         self._sd = _sounddevice()
         self._device = _check_device(self._sd, device, "output")
         self._on_played = on_played
+        self._on_dropped = on_dropped
         self.queue = PlaybackQueue(self.RATE)
         self._last_out = 0.0  # when the device was last handed sound (perf_counter)
         self.device_time = False  # the host API reports DAC times
@@ -205,6 +208,9 @@ class SpeakerSink:
             self._restarting = True  # not a device gone away (see `alive`)
             try:
                 stream.abort()
+                if self._on_dropped is not None:
+                    # Before the stream starts again: its next blocks come after this.
+                    self._on_dropped(at)
                 stream.start()
             except self._sd.PortAudioError as exc:  # it is reopened with the next answer
                 log.warning("the speaker could not drop its buffer: %s", exc)

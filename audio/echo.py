@@ -15,7 +15,13 @@ While nothing has played for a while both streams pause together (AEC3 keeps wha
 and costs nothing while SARAi is silent); they resume together with the next answer. If the
 speaker's callback comes late (a busy CPU), its device ran dry meanwhile and played silence:
 the reference gets that silence and AEC3 carries on (until the blocks come again it is
-`blind`: what played is not known). If the reference stops arriving for
+`blind`: what played is not known). A pause or stop throws away what the speaker's device
+held (`dropped`): that audio was handed over but never played, so the reference loses it, and
+the device's next blocks go where their stamps say. The microphone's timestamps are noisy
+(PulseAudio's capture times stray by 20-70 ms now and then, and once in a while by more than
+a second) while its samples are not: a frame whose stamp strays from the microphone's sample
+clock is taken at the sample clock, and only a second frame straying the same way says audio
+was lost (the reference then skips alike). If the reference stops arriving for
 longer while the speaker should be playing, or the speaker's rate changes, the canceller
 starts over (logged); until it has heard `warmup_s` of SARAi's voice again it
 reports `converging`, and the front end judges barge-in more strictly meanwhile. Where no echo
@@ -108,7 +114,8 @@ class EchoCanceller:
         self.timing = timing
         self.cancelling = cancel
         self._lock = threading.Lock()
-        self._incoming: deque[tuple[float, np.ndarray, int]] = deque()
+        # Speaker blocks (heard time, samples, rate) and cuts (time, None, 0), in order.
+        self._incoming: deque[tuple[float, np.ndarray | None, int]] = deque()
         self._last_sound = float("-inf")  # when the last sound handed over is heard out
         # The microphone thread's own state:
         self._rate: int | None = None  # the speaker's rate
@@ -116,10 +123,12 @@ class EchoCanceller:
         self._in_end: float | None = None  # heard time after the reference so far; None: none
         self._real_end = 0.0  # heard time after the last block the speaker really handed over
         self._padded = False  # silence stands in for blocks that came late (see `_fill_late`)
+        self._restamp = False  # the next block goes where its stamp says (after a cut)
         self._ref = np.zeros(0, np.float32)  # 16 kHz reference not yet handed to AEC3
         self._ref_t0 = 0.0  # when _ref[0] is heard
         self._engaged = False  # both streams are flowing into AEC3
         self._mic_next: float | None = None  # when the next microphone frame should end
+        self._mic_strayed = 0  # the last frame's stamp strayed from the sample clock: ±1
         self._last_end: tuple[float, int] | None = None  # where the last segment ended, rate
         self._aec: _Aec3 | None = None
         self._voice_frames = 0  # 10 ms reference frames with sound this instance has heard
@@ -152,6 +161,15 @@ class EchoCanceller:
             self._incoming.append((at, samples.copy(), sample_rate))
             if len(self._incoming) > _MAX_INCOMING:  # nobody is reading the microphone
                 self._incoming.popleft()
+
+    def dropped(self, at: float) -> None:
+        """The speaker threw away what its device held that would have been heard from `at`
+        on (a pause or stop heard at once): it was handed over but never played. Its stream
+        starts again, and the blocks it hands over next are stamped on its new clock."""
+        with self._lock:
+            self._last_sound = min(self._last_sound, at)
+            if self.cancelling and not self._broken:
+                self._incoming.append((at, None, 0))
 
     # --- what the front end asks --------------------------------------------------------
 
@@ -291,12 +309,21 @@ class EchoCanceller:
         return out
 
     def _mic_clock(self, at: float, n: int) -> tuple[float, bool]:
-        """The frame's end on the microphone's own sample clock: its timestamps jitter by a
-        few milliseconds, its samples do not. True as well when audio was lost (a jump)."""
+        """The frame's end on the microphone's own sample clock: its timestamps stray, its
+        samples do not. True as well when audio was lost (a jump): two frames in a row whose
+        stamps stray the same way by more than `_JITTER_S`. One alone is a stamp gone astray
+        (through PulseAudio, 26 in 90 s; lining the reference up with it made AEC3 lose the
+        delay it had found and let SARAi's voice through for half a second)."""
         expected = self._mic_next
-        jumped = expected is not None and abs(at - expected) > _JITTER_S
-        if expected is not None and not jumped:
-            at = expected
+        if expected is not None:
+            off = at - expected
+            strayed = 0 if abs(off) <= _JITTER_S else (1 if off > 0 else -1)
+            jumped = strayed != 0 and strayed == self._mic_strayed
+            self._mic_strayed = 0 if jumped else strayed
+            if not jumped:
+                at = expected
+        else:
+            jumped = False
         self._mic_next = at + n / SAMPLE_RATE
         return at, jumped
 
@@ -335,6 +362,9 @@ class EchoCanceller:
             blocks = list(self._incoming)
             self._incoming.clear()
         for at, samples, rate in blocks:
+            if samples is None:
+                self._cut(at)
+                continue
             if rate != self._rate:
                 if self._rate is not None:
                     self._restart(f"the speaker's rate changed from {self._rate} to {rate} Hz")
@@ -345,6 +375,12 @@ class EchoCanceller:
                 gap = at - self._in_end
                 if gap > _MAX_GAP_S:
                     self._end_segment()  # a long hole: what follows is a new stretch
+                elif self._restamp and gap > 0:
+                    self._append(np.zeros(round(gap * rate), np.float32))  # nothing played
+                elif self._restamp and gap < 0:
+                    samples = samples[min(len(samples), round(-gap * rate)):]
+                    if not len(samples):
+                        continue
                 elif gap > _JITTER_S:
                     self._append(np.zeros(round(gap * rate), np.float32))  # nothing played
                 elif gap < -_JITTER_S and self._padded:
@@ -361,7 +397,26 @@ class EchoCanceller:
                     continue  # silence while nothing plays: nothing to start
                 self._start_segment(at, rate, len(samples))
             self._append(samples)
-            self._real_end, self._padded = self._in_end, False
+            self._real_end, self._padded, self._restamp = self._in_end, False, False
+
+    def _cut(self, at: float) -> None:
+        """The reference from `at` on was never played (see `dropped`): it ends there, or
+        where AEC3 has had it up to if that is later; what follows goes by its stamps."""
+        if self._in_end is None or self._in_end <= at:
+            return
+        assert self._rate is not None
+        keep = min(len(self._ref), max(0, round((at - self._ref_t0) * SAMPLE_RATE)))
+        self._ref = self._ref[:keep]
+        end = self._ref_t0 + keep / SAMPLE_RATE
+        if end < at:  # what the resampler held of the time before `at`: silence stands in
+            pad = round((at - end) * SAMPLE_RATE)
+            self._ref = np.concatenate([self._ref, np.zeros(pad, np.float32)])
+            end += pad / SAMPLE_RATE
+        self._resampler = StreamResampler(self._rate)
+        self._in_end = end
+        self._real_end = min(self._real_end, end)
+        self._padded = False
+        self._restamp = True
 
     def _start_segment(self, at: float, rate: int, block: int) -> None:
         last = self._last_end
@@ -387,7 +442,7 @@ class EchoCanceller:
             self._last_end = (self._in_end, self._rate)
         self._engaged = False
         self._in_end = None
-        self._padded = False
+        self._padded = self._restamp = False
         self._resampler = None
         self._ref = np.zeros(0, np.float32)
 

@@ -33,17 +33,20 @@ class MemorySpeaker:
     virtual time: `advance(until)` plays up to then, block by block, returns what came out of
     the speaker meanwhile, and keeps every block that carried sound with the time it was
     heard. `latency_s` is the device's buffer: a block is heard that long after it is pulled,
-    and, as on the real speaker, a pause or stop throws away what the buffer holds."""
+    and, as on the real speaker, a pause or stop throws away what the buffer holds
+    (`on_dropped(at)` is told, as `on_played` is told of every block pulled)."""
 
     RATE = 16_000
     BLOCK_S = 0.01
 
     def __init__(self, clock: VirtualClock, latency_s: float = 0.02,
                  on_played: Callable[[np.ndarray, int, float], None] | None = None,
-                 rate: int = RATE) -> None:
+                 rate: int = RATE,
+                 on_dropped: Callable[[float], None] | None = None) -> None:
         self._clock = clock
         self.latency_s = latency_s
         self.on_played = on_played
+        self.on_dropped = on_dropped
         self.rate = rate
         self.queue = PlaybackQueue(rate)
         self.heard: list[tuple[float, np.ndarray]] = []  # (when heard, samples) with sound
@@ -84,6 +87,8 @@ class MemorySpeaker:
             return
         while self._buffer and self._buffer[-1][0] >= at:
             self._buffer.pop()
+        if self.on_dropped is not None:
+            self.on_dropped(at)
         self.queue.unplayed(at)
 
     def drain(self, timeout: float | None = None) -> None:  # noqa: ARG002

@@ -74,10 +74,11 @@ def _room_mic(ref: np.ndarray, *, gain_db: float = -20.0, delay_s: float = 0.05,
 
 def _feed(ec: EchoCanceller, ref: np.ndarray, run: Run, *, t0: float = 100.0,
           ahead_s: float = 0.06, rate: int = RATE, drop: tuple[float, float] | None = None,
-          start_s: float = 0.0) -> np.ndarray:
+          start_s: float = 0.0, stray: dict[int, float] | None = None) -> np.ndarray:
     """Hand the speaker's blocks over `ahead_s` before they are heard (as a device buffer
     does) and the microphone's frames as they are captured; returns the canceller's output.
-    `drop`: a span of heard time (s) whose blocks never arrive (a stalled reference)."""
+    `drop`: a span of heard time (s) whose blocks never arrive (a stalled reference).
+    `stray`: microphone frames (by index) whose capture time is stamped that much off."""
     block = rate * BLOCK // RATE
     # After the sound the device goes on playing silence, as the real speaker's stream does.
     ref = np.concatenate([ref, np.zeros(len(run.mic) * rate // SAMPLE_RATE, np.int16)])
@@ -93,7 +94,7 @@ def _feed(ec: EchoCanceller, ref: np.ndarray, run: Run, *, t0: float = 100.0,
                 ec.played(samples, rate, heard)
             b += 1
         frame = run.mic[j * FRAME : (j + 1) * FRAME]
-        cleaned = ec.clean(frame, at)
+        cleaned = ec.clean(frame, at + (stray or {}).get(j, 0.0))
         assert cleaned.shape == frame.shape and cleaned.dtype == np.int16
         out[j * FRAME : (j + 1) * FRAME] = cleaned
     run.out = out
@@ -279,3 +280,62 @@ def test_importing_and_running_aec3_touches_no_network():
                     for c in ("socket", "socketpair", "connect", "sendto", "bind"))]
     assert calls, "strace saw no network calls at all: is it tracing?"
     assert not [c for c in calls if "AF_INET" in c], calls
+
+
+def test_a_microphone_stamp_gone_astray_is_not_lost_audio(make_speech):
+    """PulseAudio stamps a capture now and then 40-70 ms off (once in a while by over a
+    second) while the samples come on time. Lining the reference up with such a stamp made
+    AEC3 lose the delay it had found and let SARAi's voice through for half a second."""
+    ref = _voice(make_speech)
+    run = _room_mic(ref)
+    ec = EchoCanceller()
+    offsets = [0.06, -0.05, 0.07, 1.6, 0.04, -0.06, 0.05, 0.06]
+    stray = dict(zip(range(150, 150 + 60 * len(offsets), 60), offsets, strict=True))
+    _feed(ec, ref, run, stray=stray)
+    for j in stray:
+        at = (j + 1) * 0.03
+        assert _reduction_db(run, at, at + 0.6) >= 25, (j, _reduction_db(run, at, at + 0.6))
+    assert ec.restarts == 0
+
+
+def test_audio_a_pause_threw_away_is_not_in_the_reference(make_speech):
+    """A pause must be heard at once, so the speaker throws away what its device held and
+    starts its stream again; the paused answer goes on where it was heard to. Through
+    PulseAudio the device held 200-240 ms (handed over, stamped as if it would be heard), and
+    the new stream's first block is heard 100-120 ms after the pause. What was thrown away
+    never played: kept in the reference, the new stream's blocks came before its end, and the
+    reference was moved back under them, thrown-away audio and all."""
+    voice = _voice(make_speech)
+    ahead, held, restart, pause_at, pause_s = 0.1, 0.22, 0.1, 6.0, 0.5
+    p = int(pause_at * RATE) // BLOCK * BLOCK
+    heard = np.concatenate([voice[:p], np.zeros(int(pause_s * RATE) // BLOCK * BLOCK, np.int16),
+                            voice[p:]])
+    run = _room_mic(heard)
+    ec = EchoCanceller()
+    t0 = 100.0
+    played = np.concatenate([heard, np.zeros(len(run.mic) * RATE // SAMPLE_RATE, np.int16)])
+    blocks = [(t0 + k * BLOCK / RATE, played[k * BLOCK : (k + 1) * BLOCK])
+              for k in range(len(played) // BLOCK)]
+    ghost = [(t0 + pause_at + k * BLOCK / RATE, voice[p + k * BLOCK : p + (k + 1) * BLOCK])
+             for k in range(int(held * RATE) // BLOCK)]  # handed over, then thrown away
+    out = np.zeros(len(run.mic) // FRAME * FRAME, np.int16)
+    b, cut = 0, False
+    for j in range(len(run.mic) // FRAME):
+        at = t0 + (j + 1) * FRAME / SAMPLE_RATE
+        if not cut and at >= t0 + pause_at:
+            ec.dropped(t0 + pause_at)  # paused: the device's buffer is thrown away
+            cut = True
+            # The stream starts again: its first block is heard a buffer later.
+            b = int((pause_at + restart) * RATE) // BLOCK
+        while not cut and ghost and ghost[0][0] <= at + held and b * BLOCK >= p:
+            ec.played(ghost[0][1], RATE, ghost[0][0])  # what the device holds of after it
+            ghost.pop(0)
+        while b < len(blocks) and blocks[b][0] <= at + ahead and (cut or b * BLOCK < p):
+            ec.played(blocks[b][1], RATE, blocks[b][0])
+            b += 1
+        out[j * FRAME : (j + 1) * FRAME] = ec.clean(run.mic[j * FRAME : (j + 1) * FRAME], at)
+    run.out = out
+    resumed = pause_at + pause_s
+    assert _reduction_db(run, resumed, resumed + 1.0) >= 25, \
+        _reduction_db(run, resumed, resumed + 1.0)
+    assert ec.restarts == 0

@@ -214,7 +214,8 @@ class VoiceHarness:
             EchoTiming(warmup_s=listen.echo_warmup_s, deaf_s=listen.echo_deaf_s),
             cancel=listen.echo_cancel in (EchoMode.AUTO, EchoMode.WEBRTC))
         self.speaker = MemorySpeaker(self.clock, latency_s=speaker_latency_s,
-                                     on_played=self.echo.played, rate=speaker_rate)
+                                     on_played=self.echo.played, rate=speaker_rate,
+                                     on_dropped=self.echo.dropped)
         self.front = FrontEnd(self.core, vad, listen, self.echo, self.speaker,
                               use_second_opinion=second_opinion)
         self.core.attach_output(self.speaker)

@@ -121,7 +121,8 @@ class VoiceLoop:
         if self.speaker is None:
             try:
                 self.speaker = SpeakerSink(self._audio.output_device,
-                                           on_played=self._echo.played)
+                                           on_played=self._echo.played,
+                                           on_dropped=self._echo.dropped)
             except AudioError:
                 mic.close()
                 raise
