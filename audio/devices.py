@@ -6,6 +6,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 import numpy as np
@@ -15,6 +16,31 @@ from sarai.audio.pcm import SAMPLE_RATE, resample
 from sarai.audio.playback import PlaybackQueue, PlaybackSession
 
 log = logging.getLogger(__name__)
+
+
+class StreamClock:
+    """PortAudio's stream times (ADC and DAC times, `currentTime`) on the perf_counter clock.
+
+    A Python callback can run tens of milliseconds after PortAudio called for it (another
+    thread holds the interpreter), so the time it runs at is not the moment `currentTime`
+    names: a block stamped from it came out 40-80 ms late now and then, and the echo
+    canceller took that for a gap in what played. The two clocks differ by a fixed offset,
+    taken here as the smallest `now - currentTime` seen over the last `window_s`: a callback
+    can only run late, never early."""
+
+    def __init__(self, window_s: float = 2.0) -> None:
+        self._window_s = window_s
+        self._lows: deque[tuple[float, float]] = deque()  # (when, offset), offsets rising
+
+    def offset(self, now: float, current: float) -> float:
+        off = now - current
+        lows = self._lows
+        while lows and lows[-1][1] >= off:
+            lows.pop()
+        lows.append((now, off))
+        while lows[0][0] < now - self._window_s:
+            lows.popleft()
+        return lows[0][1]
 
 
 def _sounddevice():
@@ -80,6 +106,7 @@ class SpeakerSink:
         self._device = _check_device(self._sd, device, "output")
         self._on_played = on_played
         self._on_dropped = on_dropped
+        self._clock = StreamClock()  # the DAC times on our clock
         self.queue = PlaybackQueue(self.RATE)
         self._last_out = 0.0  # when the device was last handed sound (perf_counter)
         self.device_time = False  # the host API reports DAC times
@@ -264,7 +291,7 @@ class SpeakerSink:
         dac, current = time_info.outputBufferDacTime, time_info.currentTime
         if dac > 0 and current > 0 and 0 <= dac - current < 2.0:
             self.device_time = True
-            return now + (dac - current)
+            return dac + self._clock.offset(now, current)
         return now + self._latency
 
     def _callback(self, outdata, frames, time_info, status) -> None:  # noqa: ARG002
@@ -312,6 +339,7 @@ class MicSource:
         self._newest = 0  # generation of the newest stream
         self._live = 0  # generation whose blocks are delivered
         self._rate = SAMPLE_RATE
+        self._clock = StreamClock()  # the ADC times on our clock
         self.overflows = 0  # blocks lost because the reader fell too far behind
         self.delivered = 0  # blocks the device has handed over (0 until audio flows)
         self.device_time = False  # the host API reports ADC times
@@ -344,7 +372,7 @@ class MicSource:
         adc, current = time_info.inputBufferAdcTime, time_info.currentTime
         if adc > 0 and current > 0 and 0 <= current - adc < 2.0:
             self.device_time = True
-            return now - (current - adc) + frames / self._rate
+            return adc + self._clock.offset(now, current) + frames / self._rate
         return now
 
     def _open(self, rate: int, block_ms: int, gen: int):

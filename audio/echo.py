@@ -373,6 +373,11 @@ class EchoCanceller:
             sound = bool(samples.any())
             if self._in_end is not None:
                 gap = at - self._in_end
+                if gap < -_JITTER_S and not (self._restamp or self._padded):
+                    # The device started its stream again (it ran dry, or its sound server
+                    # restarted it): what it held from here on was thrown away, unplayed.
+                    self._cut(at)
+                    gap = at - self._in_end
                 if gap > _MAX_GAP_S:
                     self._end_segment()  # a long hole: what follows is a new stretch
                 elif self._restamp and gap > 0:
@@ -383,15 +388,11 @@ class EchoCanceller:
                         continue
                 elif gap > _JITTER_S:
                     self._append(np.zeros(round(gap * rate), np.float32))  # nothing played
-                elif gap < -_JITTER_S and self._padded:
+                elif gap < -_JITTER_S:
                     # Late: silence already stands in for the start of this block.
                     samples = samples[min(len(samples), round(-gap * rate)):]
                     if not len(samples):
                         continue
-                elif gap < -_JITTER_S:
-                    # The device's clock runs a little fast against ours: follow its stamps.
-                    self._ref_t0 += gap
-                    self._in_end += gap
             if self._in_end is None:
                 if not sound:
                     continue  # silence while nothing plays: nothing to start

@@ -298,44 +298,64 @@ def test_a_microphone_stamp_gone_astray_is_not_lost_audio(make_speech):
     assert ec.restarts == 0
 
 
-def test_audio_a_pause_threw_away_is_not_in_the_reference(make_speech):
-    """A pause must be heard at once, so the speaker throws away what its device held and
-    starts its stream again; the paused answer goes on where it was heard to. Through
-    PulseAudio the device held 200-240 ms (handed over, stamped as if it would be heard), and
-    the new stream's first block is heard 100-120 ms after the pause. What was thrown away
-    never played: kept in the reference, the new stream's blocks came before its end, and the
-    reference was moved back under them, thrown-away audio and all."""
+def _restarted(make_speech, *, paused: bool) -> tuple[Run, EchoCanceller, float]:
+    """SARAi's voice, with the speaker's stream started again 6 s in. Through PulseAudio its
+    device held 200-240 ms then (handed over, stamped as if it would be heard), which is
+    thrown away, and the new stream's first block is heard 0-120 ms after the restart.
+    `paused`: SARAi paused there (the speaker says what it threw away, and the answer goes
+    on after half a second where it was heard to); else the device ran dry and its stream
+    was started again for it (nobody says so; the blocks thrown away are lost)."""
     voice = _voice(make_speech)
-    ahead, held, restart, pause_at, pause_s = 0.1, 0.22, 0.1, 6.0, 0.5
-    p = int(pause_at * RATE) // BLOCK * BLOCK
-    heard = np.concatenate([voice[:p], np.zeros(int(pause_s * RATE) // BLOCK * BLOCK, np.int16),
-                            voice[p:]])
+    held, at_s = 0.22, 6.0
+    restart = 0.1 if paused else 0.0
+    p = int(at_s * RATE) // BLOCK * BLOCK
+    h = int(held * RATE) // BLOCK * BLOCK
+    gap = np.zeros(int((0.5 if paused else restart) * RATE) // BLOCK * BLOCK, np.int16)
+    heard = np.concatenate([voice[:p], gap, voice[p:] if paused else voice[p + h :]])
     run = _room_mic(heard)
     ec = EchoCanceller()
     t0 = 100.0
     played = np.concatenate([heard, np.zeros(len(run.mic) * RATE // SAMPLE_RATE, np.int16)])
     blocks = [(t0 + k * BLOCK / RATE, played[k * BLOCK : (k + 1) * BLOCK])
               for k in range(len(played) // BLOCK)]
-    ghost = [(t0 + pause_at + k * BLOCK / RATE, voice[p + k * BLOCK : p + (k + 1) * BLOCK])
-             for k in range(int(held * RATE) // BLOCK)]  # handed over, then thrown away
+    ghost = [(t0 + at_s + k * BLOCK / RATE, voice[p + k * BLOCK : p + (k + 1) * BLOCK])
+             for k in range(h // BLOCK)]  # handed over, then thrown away
     out = np.zeros(len(run.mic) // FRAME * FRAME, np.int16)
-    b, cut = 0, False
+    b, done = 0, False
+    ahead = 0.1
     for j in range(len(run.mic) // FRAME):
         at = t0 + (j + 1) * FRAME / SAMPLE_RATE
-        if not cut and at >= t0 + pause_at:
-            ec.dropped(t0 + pause_at)  # paused: the device's buffer is thrown away
-            cut = True
-            # The stream starts again: its first block is heard a buffer later.
-            b = int((pause_at + restart) * RATE) // BLOCK
-        while not cut and ghost and ghost[0][0] <= at + held and b * BLOCK >= p:
+        if not done and at >= t0 + at_s:
+            if paused:
+                ec.dropped(t0 + at_s)
+            done = True
+            b = int((at_s + restart) * RATE) // BLOCK  # the new stream's first block
+        while not done and ghost and ghost[0][0] <= at + held and b * BLOCK >= p:
             ec.played(ghost[0][1], RATE, ghost[0][0])  # what the device holds of after it
             ghost.pop(0)
-        while b < len(blocks) and blocks[b][0] <= at + ahead and (cut or b * BLOCK < p):
+        while b < len(blocks) and blocks[b][0] <= at + ahead and (done or b * BLOCK < p):
             ec.played(blocks[b][1], RATE, blocks[b][0])
             b += 1
         out[j * FRAME : (j + 1) * FRAME] = ec.clean(run.mic[j * FRAME : (j + 1) * FRAME], at)
     run.out = out
-    resumed = pause_at + pause_s
+    return run, ec, at_s + len(gap) / RATE
+
+
+def test_audio_a_pause_threw_away_is_not_in_the_reference(make_speech):
+    """A pause must be heard at once, so the speaker throws away what its device held and
+    starts its stream again. Kept in the reference, that audio ran past the new stream's
+    first blocks, and the reference was moved back under them, thrown-away audio and all:
+    the answer's echo after the pause came through."""
+    run, ec, resumed = _restarted(make_speech, paused=True)
     assert _reduction_db(run, resumed, resumed + 1.0) >= 25, \
         _reduction_db(run, resumed, resumed + 1.0)
+    assert ec.restarts == 0
+
+
+def test_a_stream_started_again_for_the_speaker_cuts_the_reference(make_speech):
+    """A speaker whose device ran dry is started again by PortAudio: what it held is lost
+    and its next block is stamped before the end of what the reference was given. That
+    audio never played; the reference ends where the new stream begins."""
+    run, ec, after = _restarted(make_speech, paused=False)
+    assert _reduction_db(run, after, after + 1.0) >= 25, _reduction_db(run, after, after + 1.0)
     assert ec.restarts == 0
