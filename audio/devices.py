@@ -51,6 +51,18 @@ def _sounddevice():
     return sd
 
 
+def rescan_devices() -> None:
+    """Have PortAudio list the sound devices again. It lists them once, when it starts: a
+    daemon started before the sound server (or while it was down) otherwise never finds a
+    microphone that is there now. It closes every stream: call it with none open."""
+    sd = _sounddevice()
+    try:
+        sd._terminate()
+        sd._initialize()
+    except sd.PortAudioError as exc:
+        log.debug("listing the sound devices again: %s", exc)
+
+
 def _check_device(sd, device: str | int | None, kind: str) -> str | int | None:
     """The PortAudio device to open for the configured `device`, which may also be a name
     the desktop shows (see device_names); AudioError, listing what exists, if there is none."""

@@ -253,7 +253,10 @@ def test_microphone_that_goes_away_is_retried_and_comes_back(models_dir, monkeyp
 
 
 def test_no_microphone_at_start_waits_when_asked(models_dir, monkeypatch, tmp_path):
-    monkeypatch.setenv("PULSE_SERVER", f"unix:{tmp_path}/nothing-here")
+    """Started before the sound server (a service that comes up first at login): it waits
+    in the error state, and listens once the server is there."""
+    server = PrivatePulse(Path(tempfile.mkdtemp(prefix="sarai-pa-")) / "native")
+    monkeypatch.setenv("PULSE_SERVER", server.env["PULSE_SERVER"])
     cfg = tmp_path / "c.yaml"
     cfg.write_text("listen:\n  device_retry_s: 0.5\n")
     ctx = Context(load_config(cfg), Paths.from_env())
@@ -267,8 +270,17 @@ def test_no_microphone_at_start_waits_when_asked(models_dir, monkeypatch, tmp_pa
         time.sleep(1.5)
         assert loop.state is State.ERROR
         assert loop.mic_errors >= 1
+        for key, value in server.env.items():
+            monkeypatch.setenv(key, value)
+        server.start()
+        deadline = time.monotonic() + 30
+        while loop.state is not State.LISTENING and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert loop.state is State.LISTENING
     finally:
         loop.stop()
+        if server.proc is not None:
+            server.kill()
 
 
 @pytest.mark.parametrize("lang", ["en", "es"])

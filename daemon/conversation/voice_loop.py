@@ -12,7 +12,7 @@ import logging
 import threading
 from concurrent.futures import Future
 
-from sarai.audio.devices import MicSource, SpeakerSink
+from sarai.audio.devices import MicSource, SpeakerSink, rescan_devices
 from sarai.audio.errors import AudioError
 from sarai.audio.pcm import timed_frames
 from sarai.audio.settings import AudioSettings
@@ -172,6 +172,8 @@ class VoiceLoop:
         self.front.device_lost()
         self.mic_errors += 1
         while not self._stop.is_set():
+            if self.speaker is None:  # no stream open: PortAudio may look for devices afresh
+                rescan_devices()
             try:
                 self._open_devices()
                 log.info("microphone is back")
