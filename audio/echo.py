@@ -14,19 +14,20 @@ moment plus a small lead. The delay left for AEC3 to find is the room's and the 
 While nothing has played for a while both streams pause together (AEC3 keeps what it learnt,
 and costs nothing while SARAi is silent); they resume together with the next answer. If the
 speaker's callback comes late (a busy CPU), its device ran dry meanwhile and played silence:
-the reference gets that silence and AEC3 carries on (until the blocks come again it is
-`blind`: what played is not known). A pause or stop throws away what the speaker's device
-held (`dropped`): that audio was handed over but never played, so the reference loses it, and
-the device's next blocks go where their stamps say. The microphone's timestamps are noisy
-(PulseAudio's capture times stray by 20-70 ms now and then, and once in a while by more than
-a second) while its samples are not: a frame whose stamp strays from the microphone's sample
-clock is taken at the sample clock, and only a second frame straying the same way says audio
-was lost (the reference then skips alike). If the reference stops arriving for
-longer while the speaker should be playing, or the speaker's rate changes, the canceller
-starts over (logged); until it has heard `warmup_s` of SARAi's voice again it
-reports `converging`, and the front end judges barge-in more strictly meanwhile. Where no echo
-comes back at all (headphones) its output is not used, and while its reference has stalled
-it is `blind`: nothing heard over SARAi can be told from SARAi.
+the reference gets that silence and AEC3 carries on (until the blocks come again it is `blind`:
+what played is not known). A pause or stop throws away what the speaker's device held
+(`dropped`): that audio was handed over but never played, so the reference loses it, and the
+device's next blocks go where their stamps say; a block stamped before the end of the reference
+means the same (PortAudio started the stream again after it ran dry). The microphone's
+timestamps are noisy (PulseAudio's capture times stray by 20-70 ms now and then, and once in a
+while by more than a second) while its samples are not: a frame whose stamp strays from the
+microphone's sample clock is taken at the sample clock, and only a second frame straying the
+same way says audio was lost (the reference then skips alike). If the reference stops arriving
+for longer while the speaker should be playing, or the speaker's rate changes, the canceller
+starts over (logged); until it has heard `warmup_s` of SARAi's voice again it reports
+`converging`, and the front end judges barge-in more strictly meanwhile. Where no echo comes
+back at all (headphones) its output is not used, and while its reference has stalled it is
+`blind`: nothing heard over SARAi can be told from SARAi.
 """
 
 from __future__ import annotations
