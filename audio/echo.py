@@ -379,18 +379,15 @@ class EchoCanceller:
                     # restarted it): what it held from here on was thrown away, unplayed.
                     self._cut(at)
                     gap = at - self._in_end
+                # After a cut the stamp places the block exactly; else within the jitter
+                # the block follows on the speaker's sample clock.
+                tolerance = 0.0 if self._restamp else _JITTER_S
                 if gap > _MAX_GAP_S:
                     self._end_segment()  # a long hole: what follows is a new stretch
-                elif self._restamp and gap > 0:
+                elif gap > tolerance:
                     self._append(np.zeros(round(gap * rate), np.float32))  # nothing played
-                elif self._restamp and gap < 0:
-                    samples = samples[min(len(samples), round(-gap * rate)):]
-                    if not len(samples):
-                        continue
-                elif gap > _JITTER_S:
-                    self._append(np.zeros(round(gap * rate), np.float32))  # nothing played
-                elif gap < -_JITTER_S:
-                    # Late: silence already stands in for the start of this block.
+                elif gap < -tolerance:
+                    # Late (or cut): silence already stands in for the start of this block.
                     samples = samples[min(len(samples), round(-gap * rate)):]
                     if not len(samples):
                         continue

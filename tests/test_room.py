@@ -25,6 +25,7 @@ from harness_parts import ScriptedModels, kept_levels, make_harness, silence
 from recordings import PROMPTS
 from scipy.signal import fftconvolve
 
+from sarai.audio.devices import rescan_devices
 from sarai.audio.pcm import SAMPLE_RATE, read_audio
 from sarai.audio.room import (
     ROOMS,
@@ -296,15 +297,6 @@ class PrivateServer:
         self.proc.wait()
 
 
-def _rescan_sound_devices() -> None:
-    """PortAudio lists the devices once, when it starts: one started while an earlier test's
-    server was up (now gone) knows no default microphone on this one."""
-    import sounddevice as sd
-
-    sd._terminate()
-    sd._initialize()
-
-
 @pytest.fixture
 def private_pulse(monkeypatch):
     server = PrivateServer()
@@ -312,7 +304,7 @@ def private_pulse(monkeypatch):
         monkeypatch.setenv(key, "")  # so what the code under test sets is undone too
         monkeypatch.delenv(key)
     monkeypatch.setenv("PULSE_SERVER", server.env["PULSE_SERVER"])
-    _rescan_sound_devices()
+    rescan_devices()  # PortAudio may have listed the devices of an earlier test's server
     yield server
     server.close()
 
@@ -374,7 +366,7 @@ def test_a_48_khz_stereo_microphone_in_a_room_with_an_echo(models_dir, monkeypat
     env = {**server.env, "PULSE_SOURCE": "room.monitor", "PULSE_SINK": "speaker"}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    _rescan_sound_devices()
+    rescan_devices()
     _pactl(env, "load-module", "module-loopback", "source=speaker.monitor", "sink=room",
            "latency_msec=60")
     cfg = tmp_path / "c.yaml"
