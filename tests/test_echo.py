@@ -300,14 +300,14 @@ def test_a_microphone_stamp_gone_astray_is_not_lost_audio(make_speech):
 
 def _restarted(make_speech, *, paused: bool) -> tuple[Run, EchoCanceller, float]:
     """SARAi's voice, with the speaker's stream started again 6 s in. Through PulseAudio its
-    device held 200-240 ms then (handed over, stamped as if it would be heard), which is
-    thrown away, and the new stream's first block is heard 0-120 ms after the restart.
+    device held 90-140 ms then (handed over, stamped as if it would be heard), which is
+    thrown away, and the new stream's first block is heard within 20 ms of the restart.
     `paused`: SARAi paused there (the speaker says what it threw away, and the answer goes
     on after half a second where it was heard to); else the device ran dry and its stream
     was started again for it (nobody says so; the blocks thrown away are lost)."""
     voice = _voice(make_speech)
-    held, at_s = 0.22, 6.0
-    restart = 0.1 if paused else 0.0
+    held, at_s = 0.12, 6.0
+    restart = 0.02 if paused else 0.0
     p = int(at_s * RATE) // BLOCK * BLOCK
     h = int(held * RATE) // BLOCK * BLOCK
     gap = np.zeros(int((0.5 if paused else restart) * RATE) // BLOCK * BLOCK, np.int16)
