@@ -172,9 +172,9 @@ class VoiceLoop:
         self.front.device_lost()
         self.mic_errors += 1
         while not self._stop.is_set():
-            if self.speaker is None:  # no stream open: PortAudio may look for devices afresh
-                rescan_devices()
             try:
+                if self.speaker is None:  # no stream open: PortAudio may list devices afresh
+                    rescan_devices()
                 self._open_devices()
                 log.info("microphone is back")
                 return
