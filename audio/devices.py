@@ -97,7 +97,8 @@ class SpeakerSink:
     stream latency).
     `on_played(samples, rate, heard_at)` sees every block as it is handed to the device (the
     echo reference); `on_dropped(at)` hears when what the device held from `at` on was thrown
-    away instead of played.
+    away instead of played, and `on_ran_dry(at)` when the device ran out of audio before the
+    block heard from `at` (the callback came late) and played silence meanwhile.
     """
 
     RATE = 22050  # the Piper and espeak-ng voices' rate; other rates are resampled
@@ -113,11 +114,13 @@ class SpeakerSink:
         device: str | int | None = None,
         on_played: Callable[[np.ndarray, int, float], None] | None = None,
         on_dropped: Callable[[float], None] | None = None,
+        on_ran_dry: Callable[[float], None] | None = None,
     ) -> None:
         self._sd = _sounddevice()
         self._device = _check_device(self._sd, device, "output")
         self._on_played = on_played
         self._on_dropped = on_dropped
+        self._on_ran_dry = on_ran_dry
         self._clock = StreamClock()  # the DAC times on our clock
         self.queue = PlaybackQueue(self.RATE)
         self._last_out = 0.0  # when the device was last handed sound (perf_counter)
@@ -310,7 +313,9 @@ class SpeakerSink:
         # Only a gap in SARAi's voice counts: the sound server also reports the stream going
         # to sleep as an underrun, then or with the first blocks after it starts again.
         now = time.perf_counter()
-        if status.output_underflow and self.queue.playing and now - self._restarted_at > 0.5:
+        ran_dry = (status.output_underflow and self.queue.playing
+                   and now - self._restarted_at > 0.5)
+        if ran_dry:
             self.underflows += 1
         if not self.queue.playing and self._last_out < now - self.ECHO_TAIL_S:
             outdata.fill(0)  # idle: the cheapest path, it runs fifty times a second
@@ -319,6 +324,11 @@ class SpeakerSink:
             return
         out = outdata[:, 0]
         heard_at = self._heard_at(time_info)
+        if ran_dry and self._on_ran_dry is not None:
+            try:
+                self._on_ran_dry(heard_at)
+            except Exception:  # the echo canceller must never break playback
+                log.exception("echo reference failed")
         if self.queue.pull(out, heard_at):
             self._last_out = time.perf_counter()
         # The echo reference gets the silences too (pauses, gaps between sentences) while an

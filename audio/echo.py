@@ -18,16 +18,22 @@ the reference gets that silence and AEC3 carries on (until the blocks come again
 what played is not known). A pause or stop throws away what the speaker's device held
 (`dropped`): that audio was handed over but never played, so the reference loses it, and the
 device's next blocks go where their stamps say; a block stamped before the end of the reference
-means the same (PortAudio started the stream again after it ran dry). The microphone's
-timestamps are noisy (PulseAudio's capture times stray by 20-70 ms now and then, and once in a
-while by more than a second) while its samples are not: a frame whose stamp strays from the
-microphone's sample clock is taken at the sample clock, and only a second frame straying the
-same way says audio was lost (the reference then skips alike). If the reference stops arriving
-for longer while the speaker should be playing, or the speaker's rate changes, the canceller
-starts over (logged); until it has heard `warmup_s` of SARAi's voice again it reports
-`converging`, and the front end judges barge-in more strictly meanwhile. Where no echo comes
-back at all (headphones) its output is not used, and while its reference has stalled it is
-`blind`: nothing heard over SARAi can be told from SARAi.
+means the same (PortAudio started the stream again after it ran dry). Each time the streams
+are lined up again from the stamps (an answer going on after a silence, a pause, a restarted
+stream), the echo may come back a few milliseconds from where AEC3 learnt it; the next stretch
+of SARAi's voice finds it (`audio.echo_lag`), and the reference not yet handed over moves by as
+much (the speaker's stamps with it), so AEC3 finds the echo where it learnt it. Until it is
+found, nothing heard over SARAi counts (`blind`); after the speaker's device ran dry
+(`ran_dry`) the echo strays for a moment, and it is looked for once that is over. The
+microphone's timestamps are noisy (PulseAudio's capture times stray by 20-70 ms now and then,
+and once in a while by more than a second) while its samples are not: a frame whose stamp
+strays from the microphone's sample clock is taken at the sample clock, and only a second
+frame straying the same way says audio was lost (the reference then skips alike). If the
+reference stops arriving for longer while the speaker should be playing, or the speaker's rate
+changes, the canceller starts over (logged); until it has heard `warmup_s` of SARAi's voice
+again it reports `converging`, and the front end judges barge-in more strictly meanwhile. Where
+no echo comes back at all (headphones) its output is not used, and while its reference has
+stalled it is `blind`: nothing heard over SARAi can be told from SARAi.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sarai.audio.echo_lag import EchoLag
 from sarai.audio.pcm import SAMPLE_RATE
 from sarai.audio.stream_resample import StreamResampler
 
@@ -53,6 +60,9 @@ _RECENT_FRAMES = 15  # the reference level is taken over the last 150 ms handed 
 _LEVELS = 100  # microphone frames kept to tell whether SARAi's voice comes back at all
 _SPEAKING_RMS = 300.0  # a reference this loud is SARAi audibly speaking
 _SILENT_RMS = 20.0  # a microphone quieter than this (-64 dBFS) hears nothing
+# What the speaker's thread queues besides its blocks (see `dropped`, `ran_dry`).
+_DROPPED = "dropped"
+_RAN_DRY = "ran dry"
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,10 @@ class EchoTiming:
     stall_s: float = 0.3  # …and nothing from it for this long: it stalled
     warmup_s: float = 12.0  # SARAi's voice a new canceller needs to hear before it is trusted
     deaf_s: float = 3.0  # …and before it cancels anything much: nothing over SARAi counts yet
+    # After the speaker's device ran dry, its echo strayed from the reference for up to a
+    # quarter of a second (through PulseAudio: 18 ms early, then back, or 6.5 ms early for
+    # good): it is looked for again after this long.
+    dry_s: float = 0.5
 
 
 def _rms(frame: np.ndarray) -> float:
@@ -115,14 +129,16 @@ class EchoCanceller:
         self.timing = timing
         self.cancelling = cancel
         self._lock = threading.Lock()
-        # Speaker blocks (heard time, samples, rate) and cuts (time, None, 0), in order.
-        self._incoming: deque[tuple[float, np.ndarray | None, int]] = deque()
+        # Speaker blocks (heard time, samples, rate) and events (time, _DROPPED or _RAN_DRY,
+        # 0), in order.
+        self._incoming: deque[tuple[float, np.ndarray | str, int]] = deque()
         self._last_sound = float("-inf")  # when the last sound handed over is heard out
         # The microphone thread's own state:
         self._rate: int | None = None  # the speaker's rate
         self._resampler: StreamResampler | None = None
         self._in_end: float | None = None  # heard time after the reference so far; None: none
         self._real_end = 0.0  # heard time after the last block the speaker really handed over
+        self._skew = 0.0  # added to the speaker's stamps: how far the reference was moved
         self._padded = False  # silence stands in for blocks that came late (see `_fill_late`)
         self._restamp = False  # the next block goes where its stamp says (after a cut)
         self._ref = np.zeros(0, np.float32)  # 16 kHz reference not yet handed to AEC3
@@ -133,6 +149,7 @@ class EchoCanceller:
         self._last_end: tuple[float, int] | None = None  # where the last segment ended, rate
         self._aec: _Aec3 | None = None
         self._voice_frames = 0  # 10 ms reference frames with sound this instance has heard
+        self._lag = EchoLag()  # where the echo sits against the reference AEC3 is given
         self._recent = deque([0.0] * _RECENT_FRAMES, maxlen=_RECENT_FRAMES)  # their energies
         # Microphone levels while SARAi speaks and while it is silent (see `echo_heard`).
         self._speaking_levels: deque[float] = deque(maxlen=_LEVELS)
@@ -145,6 +162,7 @@ class EchoCanceller:
         self._warned_length = False
         self.restarts = 0
         self.late = 0  # times the speaker's blocks came late and silence stood in for them
+        self.moved = 0  # times the reference was moved to where AEC3 learnt the echo
         self.last_restart: str | None = None
 
     # --- the speaker's thread ---------------------------------------------------------
@@ -163,6 +181,13 @@ class EchoCanceller:
             if len(self._incoming) > _MAX_INCOMING:  # nobody is reading the microphone
                 self._incoming.popleft()
 
+    def ran_dry(self, at: float) -> None:
+        """The speaker's device ran out of audio before a block heard from `at` (its callback
+        came late: a busy CPU), and played silence meanwhile."""
+        with self._lock:
+            if self.cancelling and not self._broken:
+                self._incoming.append((at, _RAN_DRY, 0))
+
     def dropped(self, at: float) -> None:
         """The speaker threw away what its device held that would have been heard from `at`
         on (a pause or stop heard at once): it was handed over but never played. Its stream
@@ -170,7 +195,7 @@ class EchoCanceller:
         with self._lock:
             self._last_sound = min(self._last_sound, at)
             if self.cancelling and not self._broken:
-                self._incoming.append((at, None, 0))
+                self._incoming.append((at, _DROPPED, 0))
 
     # --- what the front end asks --------------------------------------------------------
 
@@ -216,12 +241,16 @@ class EchoCanceller:
         """SARAi may be heard in audio captured at `at`, and nothing can take it out: its
         reference stopped coming or is late (silence stands in for what may have played),
         AEC3 cannot run here, or a new AEC3 has not yet heard
-        `deaf_s` of SARAi's voice (for its first seconds it lets most of the echo through).
+        `deaf_s` of SARAi's voice (for its first seconds it lets most of the echo through),
+        or SARAi speaks again after the streams were lined up again and its echo has not
+        been found yet (see `audio.echo_lag`; after the speaker's device ran dry, not before
+        `dry_s`).
         Nothing heard meanwhile can be told from SARAi's own voice."""
         if not self.cancelling or not self.active(at):
             return False
         return (self._stalled or self._padded or self._broken is not None
-                or (self.echo_heard and self._voice_frames < self.timing.deaf_s * 100))
+                or (self.echo_heard and (self._voice_frames < self.timing.deaf_s * 100
+                                         or self._lag.unsure)))
 
     @property
     def reference_rms(self) -> float:
@@ -301,12 +330,16 @@ class EchoCanceller:
                 self._ref = self._ref[FRAME:]
                 self._ref_t0 += 1 / 100
                 self._aec.reverse(ref)
+                self._lag.reference(ref)
                 energy = float(np.mean(ref.astype(np.float32) ** 2))
                 self._recent.append(energy)
                 if energy > 64.0**2:
                     self._voice_frames += 1
-            out[j * FRAME : (j + 1) * FRAME] = self._aec.capture(
-                frame[j * FRAME : (j + 1) * FRAME])
+            part = frame[j * FRAME : (j + 1) * FRAME]
+            out[j * FRAME : (j + 1) * FRAME] = self._aec.capture(part)
+            moved = self._lag.microphone(part)
+            if moved:
+                self._move(moved)
         return out
 
     def _mic_clock(self, at: float, n: int) -> tuple[float, bool]:
@@ -346,7 +379,9 @@ class EchoCanceller:
         sample: from here on the reference heard at t goes into AEC3 alongside the microphone
         audio captured at t - lead_s, so the delay AEC3 learnt holds from one stretch of speech
         to the next. Reference heard before that is dropped (its microphone audio is gone);
-        silence, which is what played, fills the time until the reference begins."""
+        silence, which is what played, fills the time until the reference begins. The echo
+        may not come back to the sample where AEC3 learnt it: it is looked for again."""
+        self._lag.recheck()
         base = start + self.timing.lead_s
         off = int(round((self._ref_t0 - base) * SAMPLE_RATE))
         if off < 0:
@@ -363,9 +398,14 @@ class EchoCanceller:
             blocks = list(self._incoming)
             self._incoming.clear()
         for at, samples, rate in blocks:
-            if samples is None:
-                self._cut(at)
+            if isinstance(samples, str):
+                if samples == _DROPPED:
+                    self._cut(at + self._skew)
+                else:
+                    log.info("the speaker's device ran dry: its echo is looked for again")
+                    self._lag.recheck(wait=round(self.timing.dry_s * 100))
                 continue
+            at += self._skew
             if rate != self._rate:
                 if self._rate is not None:
                     self._restart(f"the speaker's rate changed from {self._rate} to {rate} Hz")
@@ -398,12 +438,37 @@ class EchoCanceller:
             self._append(samples)
             self._real_end, self._padded, self._restamp = self._in_end, False, False
 
+    def _move(self, samples: int) -> None:
+        """SARAi's echo came `samples` later than AEC3 learnt (earlier if negative): the
+        reference not yet handed over moves by as much, and the speaker's stamps with it, so
+        the echo lands where AEC3 learnt it. Moves add up (the two devices' clocks drift
+        apart while SARAi speaks); past `_JITTER_S` in all, the stamps are taken as they are
+        again and AEC3 finds the echo on its own."""
+        moved = samples / SAMPLE_RATE
+        if abs(self._skew + moved) > _JITTER_S:
+            log.info("SARAi's echo moved by %.1f ms, too far from the device timestamps to "
+                     "follow: the echo canceller finds it again", moved * 1000)
+            self._skew = 0.0
+            return
+        if samples > 0:
+            self._ref = np.concatenate([np.zeros(samples, np.float32), self._ref])
+        else:
+            self._ref = self._ref[min(-samples, len(self._ref)) :]
+        self._skew += moved
+        if self._in_end is not None:
+            self._in_end += moved
+        self._real_end += moved
+        self.moved += 1
+        log.debug("SARAi's echo moved by %d samples (%.1f ms): the reference moved with it",
+                  samples, moved * 1000)
+
     def _cut(self, at: float) -> None:
         """The reference from `at` on was never played (see `dropped`): it ends there, or
         where AEC3 has had it up to if that is later; what follows goes by its stamps."""
         if self._in_end is None or self._in_end <= at:
             return
         assert self._rate is not None
+        self._lag.recheck()  # the next blocks go where the new stream's stamps say
         keep = min(len(self._ref), max(0, round((at - self._ref_t0) * SAMPLE_RATE)))
         self._ref = self._ref[:keep]
         end = self._ref_t0 + keep / SAMPLE_RATE
@@ -452,4 +517,6 @@ class EchoCanceller:
         self.last_restart = why
         self._aec = None
         self._voice_frames = 0
+        self._lag = EchoLag()
+        self._skew = 0.0
         self._end_segment()

@@ -113,3 +113,42 @@ def test_an_idle_speaker_stops_and_audio_or_a_wake_up_starts_it(pulse, monkeypat
     assert len(runs) == 1, runs
     start, end = runs[0]
     assert abs(end - start - 1.0) < 0.05, runs  # the whole second of tone, in one piece
+
+
+def test_a_speaker_whose_callback_came_late_says_it_ran_dry(pulse, monkeypatch):
+    """A thread holding the interpreter delays the speaker's callback past what its device
+    holds: the device runs dry and plays silence. Whoever keeps the echo reference is told
+    (`on_ran_dry`), with when the audio after the gap is heard."""
+    import sys
+
+    from sarai.audio.devices import SpeakerSink
+
+    for key, value in pulse.env.items():
+        monkeypatch.setenv(key, value)
+    dry: list[float] = []
+    speaker = SpeakerSink(on_ran_dry=dry.append)
+    interval = sys.getswitchinterval()
+    try:
+        time.sleep(0.5)
+        rate = SpeakerSink.RATE
+        tone = (8000 * np.sin(2 * np.pi * 440 * np.arange(2 * rate) / rate)).astype(np.int16)
+        session = speaker.session()
+        session.play(tone, rate)
+        session.finish()
+        deadline = time.perf_counter() + 5
+        while session.first_audio_at is None and time.perf_counter() < deadline:
+            time.sleep(0.001)
+        assert session.first_audio_at is not None
+        time.sleep(0.3)
+        assert not dry and speaker.underflows == 0
+        sys.setswitchinterval(1.0)  # this thread keeps the interpreter for 0.4 s
+        held = time.perf_counter()
+        while time.perf_counter() < held + 0.4:
+            pass
+        sys.setswitchinterval(interval)
+        assert session.wait(5)
+    finally:
+        sys.setswitchinterval(interval)
+        speaker.close()
+    assert speaker.underflows >= 1 and len(dry) == speaker.underflows, (speaker.underflows, dry)
+    assert held < dry[0] < held + 0.7, (held, dry)

@@ -122,7 +122,8 @@ class VoiceLoop:
             try:
                 self.speaker = SpeakerSink(self._audio.output_device,
                                            on_played=self._echo.played,
-                                           on_dropped=self._echo.dropped)
+                                           on_dropped=self._echo.dropped,
+                                           on_ran_dry=self._echo.ran_dry)
             except AudioError:
                 mic.close()
                 raise
