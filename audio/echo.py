@@ -442,8 +442,9 @@ class EchoCanceller:
         """SARAi's echo came `samples` later than AEC3 learnt (earlier if negative): the
         reference not yet handed over moves by as much, and the speaker's stamps with it, so
         the echo lands where AEC3 learnt it. Moves add up (the two devices' clocks drift
-        apart while SARAi speaks); past `_JITTER_S` in all, the stamps are taken as they are
-        again and AEC3 finds the echo on its own."""
+        apart while SARAi speaks); one that would take the reference more than `_JITTER_S`
+        from the stamps is not made: the stamps are taken as they are from the next line-up
+        on, and AEC3 finds the echo on its own."""
         moved = samples / SAMPLE_RATE
         if abs(self._skew + moved) > _JITTER_S:
             log.info("SARAi's echo moved by %.1f ms, too far from the device timestamps to "

@@ -13,8 +13,9 @@ So the delay is measured from the signals (GCC-PHAT between the raw microphone a
 reference AEC3 was given, over the last half second of SARAi's voice, once a second), and
 `recheck()` after the streams are lined up again measures it at the start of the next stretch
 of SARAi's voice, on its first 200 ms: where two measurements in a row agree that the echo
-moved, `push` says by how much, and the canceller moves the reference that much so the echo
-lands where AEC3 learnt it. Until then (`unsure`), what the canceller leaves of SARAi's voice
+moved (and it matches twice as clearly there as where AEC3 learnt it), `microphone` says by
+how much, and the canceller moves the reference that much so the echo lands where AEC3 learnt
+it. Until then (`unsure`), what the canceller leaves of SARAi's voice
 cannot be trusted.
 """
 
@@ -43,7 +44,7 @@ class LagTiming:
     check_s: float = 0.2  # …on this much of it at most…
     check_min_s: float = 0.08  # …and at least
     check_within_s: float = 0.02  # how far the echo may have moved (measured: up to 11 ms)
-    check_min_peak: float = 0.1
+    check_min_peak: float = 0.1  # …where the correlation's peak is at least this clear
     check_agree: int = 2  # samples two measurements in a row may differ by
     check_clearer: float = 2.0  # the echo moved only where it matches that much better there
     give_up: int = 60  # frames after SARAi's voice came again that a recheck ends unanswered
