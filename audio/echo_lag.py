@@ -144,6 +144,9 @@ class EchoLag:
             self._last = None
             return None
         best = int(np.argmax(values))
+        if best in (0, len(values) - 1):
+            self._last = None  # a maximum at the edge of where it looks is no peak found
+            return None
         here = self.lag - lags.start  # where AEC3 learnt it
         learnt = values[max(0, here - self.t.check_agree) : here + self.t.check_agree + 1]
         if abs(best - here) > self.t.check_agree and values[best] < self.t.check_clearer * max(
