@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sarai.audio.echo_lag import EchoLag
+from sarai.audio.echo_lag import VOICED, EchoLag
 from sarai.audio.pcm import SAMPLE_RATE
 from sarai.audio.stream_resample import StreamResampler
 
@@ -330,10 +330,10 @@ class EchoCanceller:
                 self._ref = self._ref[FRAME:]
                 self._ref_t0 += 1 / 100
                 self._aec.reverse(ref)
-                self._lag.reference(ref)
                 energy = float(np.mean(ref.astype(np.float32) ** 2))
+                self._lag.reference(ref, energy)
                 self._recent.append(energy)
-                if energy > 64.0**2:
+                if energy > VOICED:
                     self._voice_frames += 1
             part = frame[j * FRAME : (j + 1) * FRAME]
             out[j * FRAME : (j + 1) * FRAME] = self._aec.capture(part)

@@ -29,7 +29,7 @@ import numpy as np
 from sarai.audio.pcm import SAMPLE_RATE
 
 FRAME = SAMPLE_RATE // 100
-_VOICED = 64.0**2  # a 10 ms reference frame this loud (mean square) is SARAi speaking
+VOICED = 64.0**2  # a 10 ms reference frame this loud (mean square) is SARAi speaking
 _HEARD = 100.0**2  # …and a microphone this loud hears something
 
 
@@ -90,9 +90,10 @@ class EchoLag:
             self._wait = max(wait, self._wait if self._checking else 0)
             self._checking, self._since, self._last = True, None, None
 
-    def reference(self, frame: np.ndarray) -> None:
+    def reference(self, frame: np.ndarray, energy: float) -> None:
+        """A reference frame AEC3 was given, and its mean square."""
         self._ref.append(frame.astype(np.float32))
-        if float(np.mean(self._ref[-1] ** 2)) > _VOICED:
+        if energy > VOICED:
             self._voiced += 1
             if self._checking and self._since is None:
                 self._since = 0

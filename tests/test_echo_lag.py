@@ -45,7 +45,8 @@ def _feed(lag: EchoLag, ref: np.ndarray, mic: np.ndarray, start: int = 0,
     """Frames [start, end) of both; returns (frame, samples) for each move found."""
     moves = []
     for k in range(start, (end or len(ref) // FRAME)):
-        lag.reference(np.round(ref[k * FRAME : (k + 1) * FRAME]).astype(np.int16))
+        frame = np.round(ref[k * FRAME : (k + 1) * FRAME]).astype(np.int16)
+        lag.reference(frame, float(np.mean(frame.astype(np.float32) ** 2)))
         moved = lag.microphone(np.round(mic[k * FRAME : (k + 1) * FRAME]).astype(np.int16))
         if moved is not None:
             moves.append((k, moved))

@@ -23,6 +23,22 @@ def _sounding(path) -> list[tuple[float, float]]:
     return runs
 
 
+def _play_tone(speaker):
+    """Two seconds of a 440 Hz tone on `speaker` (half a second after it opened), once its
+    first sound is heard."""
+    time.sleep(0.5)
+    rate = speaker.RATE
+    tone = (8000 * np.sin(2 * np.pi * 440 * np.arange(2 * rate) / rate)).astype(np.int16)
+    session = speaker.session()
+    session.play(tone, rate)
+    session.finish()
+    deadline = time.perf_counter() + 5
+    while session.first_audio_at is None and time.perf_counter() < deadline:
+        time.sleep(0.001)
+    assert session.first_audio_at is not None
+    return session
+
+
 def test_a_pause_is_heard_at_once_and_resume_loses_nothing(pulse, monkeypatch, tmp_path):
     """The device's buffer (80 ms and a block) is thrown away on a pause, not played out, and
     what it held of the answer is said after the resume."""
@@ -33,16 +49,7 @@ def test_a_pause_is_heard_at_once_and_resume_loses_nothing(pulse, monkeypatch, t
     speaker = SpeakerSink()
     rec = pulse.record_speaker(tmp_path / "heard.wav")
     try:
-        time.sleep(0.5)
-        rate = SpeakerSink.RATE
-        tone = (8000 * np.sin(2 * np.pi * 440 * np.arange(2 * rate) / rate)).astype(np.int16)
-        session = speaker.session()
-        session.play(tone, rate)
-        session.finish()
-        deadline = time.perf_counter() + 5
-        while session.first_audio_at is None and time.perf_counter() < deadline:
-            time.sleep(0.001)
-        assert session.first_audio_at is not None
+        session = _play_tone(speaker)
         while time.perf_counter() < session.first_audio_at + 0.6:
             time.sleep(0.001)
         paused = time.perf_counter()
@@ -129,16 +136,7 @@ def test_a_speaker_whose_callback_came_late_says_it_ran_dry(pulse, monkeypatch):
     speaker = SpeakerSink(on_ran_dry=dry.append)
     interval = sys.getswitchinterval()
     try:
-        time.sleep(0.5)
-        rate = SpeakerSink.RATE
-        tone = (8000 * np.sin(2 * np.pi * 440 * np.arange(2 * rate) / rate)).astype(np.int16)
-        session = speaker.session()
-        session.play(tone, rate)
-        session.finish()
-        deadline = time.perf_counter() + 5
-        while session.first_audio_at is None and time.perf_counter() < deadline:
-            time.sleep(0.001)
-        assert session.first_audio_at is not None
+        session = _play_tone(speaker)
         time.sleep(0.3)
         assert not dry and speaker.underflows == 0
         sys.setswitchinterval(1.0)  # this thread keeps the interpreter for 0.4 s
