@@ -11,7 +11,9 @@ the English model was unsure, the other language is decoded first and stands whe
 was sure of it (`other_min_logprob`) and its words clearly read as that language (py3langid,
 `audio.text_language`); else English is decoded
 too and the more probable transcript wins (a short Spanish turn often sounds English to the
-language guess) — unless its words clearly read as the other language. So an
+language guess) — unless its words clearly read as the other language, or the guess was
+all but sure of English (`english_sure_share`) and no transcript reads as the other
+language: then English. So an
 English turn costs what it did, and a Spanish one pays for a multilingual decode on top —
 except after a turn heard in another language: then the language guess goes first, and a turn
 it hears in that language skips the English model (see `_auto_once`).
@@ -247,6 +249,14 @@ class Transcriber:
                 log.debug("heard as %s, but the words read as %s: %s", picked, written,
                           best.text)
                 picked = written
+            elif (picked == other and written != other and share >= s.english_sure_share
+                    and self._written.guess(r.text) != other):
+                # The guess is all but sure it is English and no transcript reads as the
+                # other language: a slightly surer decode in it is not evidence enough
+                # (synthetic "Why do cats purr?" as "¿Y du cat spur?").
+                log.debug("heard as %s, but the guess gives English %.3f and no words read "
+                          "as %s: %s", other, share, other, best.text)
+                picked = "en"
             if picked == other:
                 lang, share, r = other, shares[other], r2
         else:

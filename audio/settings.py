@@ -50,6 +50,10 @@ class AsrSettings(_Frozen):
         0.3, ge=0.0, le=1.0, description="auto: …and takes English when English has at least"
         " this share of the probability among auto_languages"
     )
+    english_sure_share: float = Field(
+        0.99, ge=0.0, le=1.0, description="auto: where English has at least this share, the"
+        " other language's transcript is taken only if its words read as that language"
+    )
     model_en: str = Field("whisper-tiny-en", description="model for English turns")
     model_multilingual: str = Field("whisper-base", description="model for other languages")
     beam_size: int = Field(1, ge=1, le=10, description="beam for English")
