@@ -61,6 +61,7 @@ from sarai.daemon.conversation.requests import typed
 from sarai.daemon.conversation.speech import SpokenLimits
 from sarai.daemon.conversation.turn import Assistant
 from sarai.daemon.events import EventKind
+from sarai.models import memory
 from sarai.routing.router import Router
 
 PROMPTS = {"en": Path("/usr/share/asterisk/sounds/en_US_f_Allison"),
@@ -375,6 +376,7 @@ def _bench(args: argparse.Namespace, ctx: Context) -> int:
         return 1
     _say("Loading Whisper and the voice…")
     assistant = _assistant(ctx)
+    memory.settle()  # as `sarai run` does once it is listening
     rng = np.random.default_rng(args.seed)
     rooms = [ROOMS[name] for name in (args.room or sorted(ROOMS, reverse=True))]
     t0 = time.perf_counter()
