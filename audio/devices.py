@@ -325,19 +325,21 @@ class SpeakerSink:
         out = outdata[:, 0]
         heard_at = self._heard_at(time_info)
         if ran_dry and self._on_ran_dry is not None:
-            try:
-                self._on_ran_dry(heard_at)
-            except Exception:  # the echo canceller must never break playback
-                log.exception("echo reference failed")
+            _tell_echo(self._on_ran_dry, heard_at)
         if self.queue.pull(out, heard_at):
             self._last_out = time.perf_counter()
         # The echo reference gets the silences too (pauses, gaps between sentences) while an
         # echo may still be about, so the recent reference stays one continuous signal.
         if self._on_played is not None:
-            try:
-                self._on_played(out.copy(), self.RATE, heard_at)
-            except Exception:  # the echo reference must never break playback
-                log.exception("echo reference failed")
+            _tell_echo(self._on_played, out.copy(), self.RATE, heard_at)
+
+
+def _tell_echo(callback: Callable[..., None], *args: object) -> None:
+    """Tell the echo reference what played; its failure must never break playback."""
+    try:
+        callback(*args)
+    except Exception:
+        log.exception("echo reference failed")
 
 
 class MicSource:
