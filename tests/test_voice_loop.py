@@ -18,7 +18,7 @@ from private_pulse import PrivatePulse
 from recordings import PROMPTS
 
 from conftest import StreamSpy, wait_until
-from sarai.audio.devices import MicSource
+from sarai.audio.devices import MicSource, SpeakerSink
 from sarai.audio.errors import AudioError
 from sarai.audio.pcm import read_audio
 from sarai.daemon.app import Context, build_assistant
@@ -157,13 +157,17 @@ def test_barge_in_stops_playback_and_answers_the_new_utterance(voice, make_speec
     h = voice("models:\n  omni_fast:\n    max_tokens: 400\n"
               "assistant:\n  spoken_max_sentences: 0\n  spoken_max_s: 0\n")
     # The answer stops in the middle of the user's words: the microphone must not change
-    # streams then (what the old stream still holds would be lost from their turn).
+    # streams then (what the old stream still holds would be lost from their turn); nor
+    # between the turns of this conversation (a switch moves the echo, see _size_blocks).
     switched_while_talking: list[tuple[int, int]] = []
+    switches: list[tuple[int, int]] = []
     set_block_ms = MicSource.set_block_ms
 
     def spy(mic: MicSource, block_ms: int) -> None:
-        if block_ms != mic.block_ms and h.loop.front.user_talking:
-            switched_while_talking.append((mic.block_ms, block_ms))
+        if block_ms != mic.block_ms:
+            switches.append((mic.block_ms, block_ms))
+            if h.loop.front.user_talking:
+                switched_while_talking.append((mic.block_ms, block_ms))
         set_block_ms(mic, block_ms)
 
     monkeypatch.setattr(MicSource, "set_block_ms", spy)
@@ -183,6 +187,32 @@ def test_barge_in_stops_playback_and_answers_the_new_utterance(voice, make_speec
     second = h.turn(timeout=300)
     assert "name" in second["transcript"].lower()
     assert not switched_while_talking
+    assert switches == [(90, 30)], switches  # small blocks from the first answer on
+
+
+def test_microphone_blocks_grow_once_the_conversation_has_gone_quiet(voice, loopback,
+                                                                    monkeypatch):
+    # Large blocks cost less while only listening, but a change of blocks opens a new stream
+    # and moves the microphone's timestamps: they grow only once the speaker's stream has
+    # stopped for want of anything to play, not as soon as an answer has been heard.
+    monkeypatch.setattr(SpeakerSink, "SLEEP_AFTER_S", 4.0)
+    h = voice()
+    h.wait_state(State.LISTENING)
+    switches: list[tuple[int, int, bool]] = []
+    set_block_ms = MicSource.set_block_ms
+
+    def spy(mic: MicSource, block_ms: int) -> None:
+        if block_ms != mic.block_ms:
+            speaker = h.loop.speaker
+            switches.append((mic.block_ms, block_ms, speaker is not None and speaker.asleep))
+        set_block_ms(mic, block_ms)
+
+    monkeypatch.setattr(MicSource, "set_block_ms", spy)
+    h.loop.ask("Say hello in five words.")
+    h.turn()
+    assert [(a, b) for a, b, _ in switches] == [(90, 30)]  # the answer was heard on small blocks
+    assert wait_until(lambda: len(switches) == 2, timeout=30), switches
+    assert switches[1] == (30, 90, True), switches
 
 
 def test_does_not_answer_itself_through_the_room(voice, loopback):

@@ -211,12 +211,20 @@ class VoiceLoop:
                 underflows = speaker.underflows
             for frame, at in timed_frames(block, captured_at, self.front.frame_ms):
                 self.front.hear(frame, at)
-            # Small blocks while an answer plays (barge-in must be quick), large ones while
-            # only listening (fewer wakeups). A change opens a new stream, and the switch
-            # may lose or repeat a little sound (PulseAudio, after the first change: 30 ms
-            # lost when blocks shrink, 60-90 ms repeated when they grow), so blocks only grow
-            # once the user has stopped talking (an answer they talked over ends in the middle
-            # of their words).
-            small = self.front.busy()
-            if small or not self.front.user_talking:
-                mic.set_block_ms(self.front.frame_ms if small else self._audio.mic_block_ms)
+            self._size_blocks(mic, speaker)
+
+    def _size_blocks(self, mic: MicSource, speaker: SpeakerSink | None) -> None:
+        """Small blocks while an answer plays (barge-in must be quick), large ones while
+        only listening (fewer wakeups). A change opens a new stream, and the switch may lose
+        or repeat a little sound (PulseAudio, after the first change: 30 ms lost when blocks
+        shrink, 60-90 ms repeated when they grow) and moves the microphone's timestamps by as
+        much: the echo canceller then looks for SARAi's voice where it no longer is (it came
+        back about 30 ms away after blocks grew as a turn ended and shrank again as its
+        answer began, and AEC3 let SARAi's voice through for seconds). So blocks grow only once
+        the conversation has gone quiet, when the speaker's stream stops for want of
+        anything to play (`SpeakerSink.SLEEP_AFTER_S`), and never while the user talks (an
+        answer they talked over ends in the middle of their words)."""
+        if self.front.busy():
+            mic.set_block_ms(self.front.frame_ms)
+        elif not self.front.user_talking and (speaker is None or speaker.asleep):
+            mic.set_block_ms(self._audio.mic_block_ms)
