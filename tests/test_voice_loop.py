@@ -103,6 +103,23 @@ def voice(pulse, models_dir, monkeypatch, tmp_path):
     gc.unfreeze()
 
 
+def spy_block_switches(h: Harness, monkeypatch) -> list[tuple[int, int, bool, bool]]:
+    """Every change of the microphone's blocks from now on: (from ms, to ms, the user was
+    talking, the speaker's stream was asleep)."""
+    switches: list[tuple[int, int, bool, bool]] = []
+    set_block_ms = MicSource.set_block_ms
+
+    def spy(mic: MicSource, block_ms: int) -> None:
+        if block_ms != mic.block_ms:
+            speaker = h.loop.speaker
+            switches.append((mic.block_ms, block_ms, h.loop.front.user_talking,
+                             speaker is not None and speaker.asleep))
+        set_block_ms(mic, block_ms)
+
+    monkeypatch.setattr(MicSource, "set_block_ms", spy)
+    return switches
+
+
 @pytest.fixture
 def loopback(pulse):
     """Carry what the speaker plays back into the room (an acoustic echo path)."""
@@ -159,18 +176,7 @@ def test_barge_in_stops_playback_and_answers_the_new_utterance(voice, make_speec
     # The answer stops in the middle of the user's words: the microphone must not change
     # streams then (what the old stream still holds would be lost from their turn); nor
     # between the turns of this conversation (a switch moves the echo, see _size_blocks).
-    switched_while_talking: list[tuple[int, int]] = []
-    switches: list[tuple[int, int]] = []
-    set_block_ms = MicSource.set_block_ms
-
-    def spy(mic: MicSource, block_ms: int) -> None:
-        if block_ms != mic.block_ms:
-            switches.append((mic.block_ms, block_ms))
-            if h.loop.front.user_talking:
-                switched_while_talking.append((mic.block_ms, block_ms))
-        set_block_ms(mic, block_ms)
-
-    monkeypatch.setattr(MicSource, "set_block_ms", spy)
+    switches = spy_block_switches(h, monkeypatch)
     question = make_speech(["Tell me a very long story about a dragon."])
     interruption = make_speech(["Stop. What is your name?"])
     h.play(question)
@@ -186,8 +192,8 @@ def test_barge_in_stops_playback_and_answers_the_new_utterance(voice, make_speec
     # story, ~1,400 characters, over 90 s of speech), and its record comes once it is heard.
     second = h.turn(timeout=300)
     assert "name" in second["transcript"].lower()
-    assert not switched_while_talking
-    assert switches == [(90, 30)], switches  # small blocks from the first answer on
+    assert not [(a, b) for a, b, talking, _ in switches if talking]
+    assert [(a, b) for a, b, _, _ in switches] == [(90, 30)], switches  # small from the 1st answer
 
 
 def test_microphone_blocks_grow_once_the_conversation_has_gone_quiet(voice, loopback,
@@ -198,21 +204,13 @@ def test_microphone_blocks_grow_once_the_conversation_has_gone_quiet(voice, loop
     monkeypatch.setattr(SpeakerSink, "SLEEP_AFTER_S", 4.0)
     h = voice()
     h.wait_state(State.LISTENING)
-    switches: list[tuple[int, int, bool]] = []
-    set_block_ms = MicSource.set_block_ms
-
-    def spy(mic: MicSource, block_ms: int) -> None:
-        if block_ms != mic.block_ms:
-            speaker = h.loop.speaker
-            switches.append((mic.block_ms, block_ms, speaker is not None and speaker.asleep))
-        set_block_ms(mic, block_ms)
-
-    monkeypatch.setattr(MicSource, "set_block_ms", spy)
+    switches = spy_block_switches(h, monkeypatch)
     h.loop.ask("Say hello in five words.")
     h.turn()
-    assert [(a, b) for a, b, _ in switches] == [(90, 30)]  # the answer was heard on small blocks
+    assert [(a, b) for a, b, _, _ in switches] == [(90, 30)]  # the answer was on small blocks
     assert wait_until(lambda: len(switches) == 2, timeout=30), switches
-    assert switches[1] == (30, 90, True), switches
+    a, b, _, asleep = switches[1]
+    assert (a, b, asleep) == (30, 90, True), switches
 
 
 def test_does_not_answer_itself_through_the_room(voice, loopback):
